@@ -1,0 +1,66 @@
+"""Identifier newtypes: ``RequestId`` wraps a UUID, ``ModelId`` and ``ClientId`` a string."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from ._errors import SchemaError
+
+__all__ = ["RequestId", "ModelId", "ClientId", "parse_uuid"]
+
+# The four text forms the Rust `uuid` crate reads: hyphenated, simple, urn and braced.
+# Python's UUID() is looser (it drops hyphens anywhere), so the forms are matched here.
+_UUID_FORMS = re.compile(
+    r"(?:urn:uuid:)?(?P<h>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
+    r"|\{(?P<b>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}"
+    r"|(?P<s>[0-9a-fA-F]{32})",
+    re.ASCII,
+)
+
+
+def parse_uuid(text: str) -> RequestId:
+    m = _UUID_FORMS.fullmatch(text)
+    if m is None:
+        raise SchemaError(f"{text[:60]!r} is not a UUID (hyphenated, simple, urn:uuid: or braced)")
+    return RequestId(hex=m["h"] or m["b"] or m["s"])
+
+
+class RequestId(uuid.UUID):
+    """A request's UUID; ``str()`` gives the lowercase hyphenated form the engine writes."""
+
+    __slots__ = ()
+
+    @classmethod
+    def new(cls) -> RequestId:
+        """A random (v4) id, as ``RequestId::new()`` makes."""
+        return cls(bytes=uuid.uuid4().bytes)
+
+    @classmethod
+    def parse(cls, text: str) -> RequestId:
+        return parse_uuid(text)
+
+    @classmethod
+    def from_uuid(cls, value: uuid.UUID) -> RequestId:
+        return value if type(value) is cls else cls(int=value.int)
+
+    def __repr__(self) -> str:
+        return f"RequestId('{self}')"
+
+
+class ModelId(str):
+    """A model's name, such as ``meta-llama/Llama-3.1-8B-Instruct``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ModelId({str.__repr__(self)})"
+
+
+class ClientId(str):
+    """The caller or tenant a request came from."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ClientId({str.__repr__(self)})"

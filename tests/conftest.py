@@ -1,0 +1,27 @@
+"""Shared test fixtures: where the golden files live, and type lookup by Rust name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import ferrum_otel.schema as schema
+
+SHARED = Path(os.environ.get("FERRUM_OTEL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+FIXTURES = SHARED / "fixtures"
+
+
+def rust_type(name: str):
+    """The Python type for a Rust type name as the fixtures write it (``Vec<T>`` too)."""
+    if name.startswith("Vec<") and name.endswith(">"):
+        return list[rust_type(name[4:-1])]
+    return getattr(schema, name)
+
+
+@pytest.fixture(scope="session")
+def fixtures() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.fail(f"golden fixtures not found at {FIXTURES}; set FERRUM_OTEL_SHARED to the shared/ folder")
+    return FIXTURES
