@@ -1,8 +1,28 @@
 """ferrum-otel: OpenTelemetry for LLM inference.
 
+    import ferrum_otel
+    ferrum_otel.configure(service_name="my-engine")
+
+    @ferrum_otel.instrument(model="llama-3-8b")
+    def generate(prompt): ...
+
 The public surface is what ``__all__`` lists; everything else lives in private modules.
 """
 
+from ._config import ConfigurationError, Telemetry, configure, shutdown
 from ._version import __version__
+from .tracing import NoopTracker, RequestTracker, current_request, instrument, record_request, request
 
-__all__ = ["__version__"]
+__all__ = [
+    "__version__",
+    "configure",
+    "shutdown",
+    "Telemetry",
+    "ConfigurationError",
+    "instrument",
+    "request",
+    "current_request",
+    "record_request",
+    "RequestTracker",
+    "NoopTracker",
+]

@@ -64,6 +64,7 @@ _RFC3339 = re.compile(
     re.ASCII,
 )
 
+_YEAR_1, _YEAR_10000 = -62135596800, 253402300800
 # chrono keeps years within +-262143.
 _MIN_YEAR, _MAX_YEAR = -262143, 262143
 
@@ -86,6 +87,8 @@ class Timestamp:
             raise TimestampError(f"Timestamp nanos must be 0..=1999999999, got {self.nanos}")
         if self.nanos >= _NANOS and self.secs % 60 != 59:
             raise TimestampError("a leap second (nanos >= 1e9) can only follow second 59")
+        if _YEAR_1 <= self.secs < _YEAR_10000:
+            return
         year = _civil_from_days(self.secs // 86400)[0]
         if not _MIN_YEAR <= year <= _MAX_YEAR:
             raise TimestampError(f"year {year} is outside chrono's range ({_MIN_YEAR}..={_MAX_YEAR})")

@@ -15,7 +15,9 @@ import sys
 import types
 import typing
 import uuid
-from typing import Annotated, Any, Callable, Union
+from typing import Annotated, Any, Callable, TypeVar, Union
+
+T = TypeVar("T")
 
 import attrs
 
@@ -39,6 +41,7 @@ __all__ = [
     "int_to_f32",
     "rust_kind",
     "describe",
+    "trusted",
 ]
 
 
@@ -394,3 +397,12 @@ def schema(cls: type | None = None, *, default: bool = False) -> Any:
         return built
 
     return wrap if cls is None else wrap(cls)
+
+
+def trusted(cls: type[T], **values: Any) -> T:
+    """Build a schema object from values the caller made with the right types and ranges,
+    skipping the per-field checks: for ferrum-otel's own hot paths, never for user input."""
+    obj = object.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+    return obj

@@ -1,0 +1,129 @@
+"""The active telemetry runtime: tracer, meter and instruments, resolved once.
+
+Hot paths ask :func:`active` for the runtime.  With nothing configured it answers ``None``
+after two attribute reads, so instrumented code that runs without an OpenTelemetry SDK
+pays almost nothing.  A runtime is installed by ``configure()``; without one, the global
+providers are used once the host application (or ``opentelemetry-instrument``) has set them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from opentelemetry import metrics as _metrics_api
+from opentelemetry import trace as _trace_api
+from opentelemetry.metrics import Meter, MeterProvider
+from opentelemetry.trace import Tracer, TracerProvider
+
+from . import semconv
+from ._version import __version__
+
+__all__ = ["Runtime", "active", "install", "uninstall", "log_failure"]
+
+logger = logging.getLogger("ferrum_otel")
+
+
+class Runtime:
+    """A tracer, a meter and the request instruments made from it, plus per-runtime caches."""
+
+    def __init__(
+        self,
+        tracer_provider: TracerProvider,
+        meter_provider: MeterProvider,
+        *,
+        capture_content: bool = False,
+    ) -> None:
+        from .metrics._request import RequestInstruments
+
+        self.tracer_provider = tracer_provider
+        self.meter_provider = meter_provider
+        self.tracer: Tracer = tracer_provider.get_tracer(
+            semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL
+        )
+        self.meter: Meter = meter_provider.get_meter(semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL)
+        self.instruments = RequestInstruments(self.meter)
+        self.capture_content = capture_content
+        self._metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def metric_attributes(
+        self, model: str | None, operation: str, provider: str, error_type: str | None = None,
+        token_type: str | None = None,
+    ) -> dict[str, Any]:
+        """The low-cardinality attribute set for request metrics, built once per combination."""
+        key = (model, operation, provider, error_type, token_type)
+        attrs = self._metric_attrs.get(key)
+        if attrs is None:
+            attrs = {semconv.GEN_AI_OPERATION_NAME: operation, semconv.GEN_AI_PROVIDER_NAME: provider}
+            if model:
+                attrs[semconv.GEN_AI_REQUEST_MODEL] = model
+            if error_type:
+                attrs[semconv.ERROR_TYPE] = error_type
+            if token_type:
+                attrs[semconv.GEN_AI_TOKEN_TYPE] = token_type
+            if len(self._metric_attrs) < 10_000:  # a runaway label set must not grow memory forever
+                self._metric_attrs[key] = attrs
+        return attrs
+
+
+_lock = threading.Lock()
+_installed: Runtime | None = None
+# From the global providers, made on first use once the application has set them.
+_from_globals: Runtime | None = None
+_disabled = False
+
+
+def active() -> Runtime | None:
+    """The runtime to record into, or None when no SDK is set up (the common fast answer)."""
+    if _installed is not None:
+        return _installed
+    if _disabled or _trace_api._TRACER_PROVIDER is None:  # noqa: SLF001 - read, never written
+        return None
+    return _from_globals if _from_globals is not None else _resolve_globals()
+
+
+def _resolve_globals() -> Runtime | None:
+    global _from_globals
+    with _lock:
+        if _from_globals is None:
+            try:
+                _from_globals = Runtime(_trace_api.get_tracer_provider(), _metrics_api.get_meter_provider())
+            except Exception:  # noqa: BLE001 - a broken global provider must not break the host
+                log_failure("using the global OpenTelemetry providers")
+                return None
+        return _from_globals
+
+
+def install(runtime: Runtime | None, *, disabled: bool = False) -> Runtime | None:
+    """Make ``runtime`` the active one; returns the one it replaces."""
+    global _installed, _disabled
+    with _lock:
+        previous, _installed, _disabled = _installed, runtime, disabled
+    return previous
+
+
+def uninstall(runtime: Runtime) -> None:
+    """Deactivate ``runtime`` if it is still the active one."""
+    global _installed
+    with _lock:
+        if _installed is runtime:
+            _installed = None
+
+
+def sdk_disabled_by_env() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+_last_logged: dict[str, float] = {}
+
+
+def log_failure(what: str) -> None:
+    """Log an internal failure with its traceback, at most once a minute per kind: the
+    instrumented application goes on, and a failing exporter cannot flood its logs."""
+    now = time.monotonic()
+    if now - _last_logged.get(what, -1e9) >= 60.0:
+        _last_logged[what] = now
+        logger.warning("ferrum-otel: failure while %s; the application goes on", what, exc_info=True)

@@ -1,0 +1,193 @@
+"""What ``configure()`` was told, merged with the standard ``OTEL_*`` variables and checked.
+
+Every malformed setting is refused here, by ``configure()``, with the variable or argument
+named: never later, from an exporter's background thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Mapping
+from urllib.parse import unquote, urlsplit
+
+import attrs
+
+__all__ = ["ConfigurationError", "Settings", "resolve", "parse_key_values"]
+
+PROTOCOLS = ("grpc", "http/protobuf")
+_SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics"}
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+class ConfigurationError(ValueError):
+    """A setting ferrum-otel cannot use; the message names the argument or variable."""
+
+
+def parse_key_values(text: str, where: str, *, header_names: bool = False) -> dict[str, str]:
+    """Parse ``k1=v1,k2=v2`` (values percent-decoded), the format of OTEL_EXPORTER_OTLP_HEADERS
+    and OTEL_RESOURCE_ATTRIBUTES."""
+    out: dict[str, str] = {}
+    for i, item in enumerate(text.split(","), 1):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigurationError(f"{where}: entry {i} ({item.strip()!r}) is not key=value")
+        if header_names and not _HEADER_NAME.fullmatch(key):
+            raise ConfigurationError(f"{where}: {key!r} is not a valid header name")
+        try:
+            out[unquote(key, errors="strict")] = unquote(value.strip(), errors="strict")
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{where}: entry {i} has a percent-escape that is not UTF-8") from None
+    return out
+
+
+def _check_url(url: str, where: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{where}: {url!r} is not an http:// or https:// URL with a host")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigurationError(f"{where}: {url!r} has an invalid port") from None
+    return url
+
+
+def _signal_url(base: str, signal: str) -> str:
+    return base.rstrip("/") + "/" + _SIGNAL_PATHS[signal]
+
+
+@attrs.frozen
+class Settings:
+    """Resolved settings; ``endpoints`` maps each signal to its OTLP URL, or is empty for the
+    embedded default."""
+
+    disabled: bool
+    protocol: str
+    endpoints: dict[str, str]
+    headers: dict[str, str]
+    insecure: bool | None
+    timeout_s: float
+    resource_attributes: dict[str, str]
+    service_name: str | None
+    metric_interval_s: float
+
+
+def _env(name: str, env: Mapping[str, str]) -> str | None:
+    value = env.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def resolve(
+    *,
+    service_name: str | None,
+    endpoint: str | bool | None,
+    protocol: str | None,
+    headers: Mapping[str, str] | str | None,
+    resource_attributes: Mapping[str, Any] | None,
+    metric_interval: float | None,
+    timeout: float | None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Arguments win over variables; ``None`` means "from the environment", ``False`` "off"."""
+    env = os.environ if env is None else env
+    disabled = (_env("OTEL_SDK_DISABLED", env) or "").lower() == "true"
+
+    proto = protocol if protocol is not None else _env("OTEL_EXPORTER_OTLP_PROTOCOL", env) or "http/protobuf"
+    where = "protocol" if protocol is not None else "OTEL_EXPORTER_OTLP_PROTOCOL"
+    if proto not in PROTOCOLS:
+        hint = " (the Python OTLP exporters have no JSON over HTTP)" if proto == "http/json" else ""
+        raise ConfigurationError(f"{where}: {proto!r} is not one of {', '.join(PROTOCOLS)}{hint}")
+
+    endpoints: dict[str, str] = {}
+    if endpoint is not False:
+        if endpoint is True:
+            raise ConfigurationError("endpoint: give a URL, None (from the environment) or False (no OTLP)")
+        if endpoint is not None:
+            if not isinstance(endpoint, str):
+                raise ConfigurationError(f"endpoint: expected a URL string, got {type(endpoint).__name__}")
+            base = _check_url(endpoint, "endpoint")
+            for signal in _SIGNAL_PATHS:
+                endpoints[signal] = base if proto == "grpc" else _signal_url(base, signal)
+        else:
+            base_env = _env("OTEL_EXPORTER_OTLP_ENDPOINT", env)
+            for signal in _SIGNAL_PATHS:
+                var = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+                specific = _env(var, env)
+                if specific is not None:
+                    # A per-signal endpoint is used as it is, path included.
+                    endpoints[signal] = _check_url(specific, var)
+                elif base_env is not None:
+                    base = _check_url(base_env, "OTEL_EXPORTER_OTLP_ENDPOINT")
+                    endpoints[signal] = base if proto == "grpc" else _signal_url(base, signal)
+
+    if headers is None:
+        raw = _env("OTEL_EXPORTER_OTLP_HEADERS", env)
+        header_map = parse_key_values(raw, "OTEL_EXPORTER_OTLP_HEADERS", header_names=True) if raw else {}
+    elif isinstance(headers, str):
+        header_map = parse_key_values(headers, "headers", header_names=True)
+    elif isinstance(headers, Mapping):
+        header_map = {}
+        for key, value in headers.items():
+            if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
+                raise ConfigurationError(f"headers: {key!r} is not a valid header name")
+            if not isinstance(value, str) or "\n" in value or "\r" in value:
+                raise ConfigurationError(f"headers: the value of {key!r} must be a one-line string")
+            header_map[key] = value
+    else:
+        raise ConfigurationError(f"headers: expected a mapping or 'k=v,k2=v2', got {type(headers).__name__}")
+
+    insecure_env = _env("OTEL_EXPORTER_OTLP_INSECURE", env)
+    insecure = None if insecure_env is None else insecure_env.lower() == "true"
+
+    timeout_s = (
+        _positive(timeout, "timeout") if timeout is not None else _env_ms(env, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)
+    )
+    interval = (
+        _positive(metric_interval, "metric_interval")
+        if metric_interval is not None
+        else _env_ms(env, "OTEL_METRIC_EXPORT_INTERVAL", 60_000)
+    )
+
+    res: dict[str, str] = {}
+    raw_res = _env("OTEL_RESOURCE_ATTRIBUTES", env)
+    if raw_res:
+        parse_key_values(raw_res, "OTEL_RESOURCE_ATTRIBUTES")  # refused here if malformed; the SDK reads it
+    if resource_attributes is not None:
+        if not isinstance(resource_attributes, Mapping):
+            raise ConfigurationError("resource_attributes: expected a mapping of names to values")
+        for key, value in resource_attributes.items():
+            if not isinstance(key, str) or not key:
+                raise ConfigurationError(f"resource_attributes: {key!r} is not an attribute name")
+            if not isinstance(value, (str, bool, int, float)):
+                raise ConfigurationError(f"resource_attributes[{key!r}]: {type(value).__name__} is not an attribute value")
+            res[key] = value  # type: ignore[assignment]
+    if service_name is not None and (not isinstance(service_name, str) or not service_name):
+        raise ConfigurationError(f"service_name: expected a non-empty string, got {service_name!r}")
+
+    return Settings(
+        disabled=disabled, protocol=proto, endpoints=endpoints, headers=header_map, insecure=insecure,
+        timeout_s=timeout_s, resource_attributes=res, service_name=service_name, metric_interval_s=interval,
+    )
+
+
+def _positive(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{where}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _env_ms(env: Mapping[str, str], var: str, default_ms: int) -> float:
+    """A variable holding milliseconds, as seconds."""
+    raw = _env(var, env)
+    if raw is None:
+        return default_ms / 1000
+    try:
+        ms = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{var}: {raw!r} is not a number of milliseconds") from None
+    if not ms > 0:
+        raise ConfigurationError(f"{var}: {raw!r} must be a positive number of milliseconds")
+    return ms / 1000

@@ -1,0 +1,157 @@
+"""Every OpenTelemetry name ferrum-otel emits: span names, attributes, metric names, units
+and bucket boundaries.  Nothing else in the package spells one out.
+
+GenAI names follow semantic conventions v1.41.1 (the last release that held them);
+hardware, process and system names follow v1.44.0.  What the spec does not name yet
+(queue, prefill and decode phases, server-side latency details, engine state) lives under
+``ferrum.*``, never inside ``gen_ai.*``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from attrs import frozen
+
+#: Instrumentation scope.
+SCOPE_NAME: Final = "ferrum_otel"
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.1"
+
+# ---- GenAI attributes (semantic conventions v1.41.1) ---------------------------------
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_REQUEST_TOP_K: Final = "gen_ai.request.top_k"
+GEN_AI_REQUEST_SEED: Final = "gen_ai.request.seed"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_TOKEN_TYPE: Final = "gen_ai.token.type"
+GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
+ERROR_TYPE: Final = "error.type"
+
+TOKEN_TYPE_INPUT: Final = "input"
+TOKEN_TYPE_OUTPUT: Final = "output"
+OPERATION_TEXT_COMPLETION: Final = "text_completion"
+OPERATION_CHAT: Final = "chat"
+#: The spec allows a custom provider name; this one is ours.
+PROVIDER_FERRUM: Final = "ferrum"
+
+# ---- ferrum.* span attributes: every RequestMetrics field, and what the spec lacks ----
+FERRUM_REQUEST_ID: Final = "ferrum.request.id"
+FERRUM_REQUEST_EXTERNAL_ID: Final = "ferrum.request.external_id"
+FERRUM_CLIENT_ID: Final = "ferrum.client.id"
+FERRUM_CREATED_AT: Final = "ferrum.request.created_at"
+FERRUM_COMPLETED_AT: Final = "ferrum.request.completed_at"
+FERRUM_TOTAL_TIME_MS: Final = "ferrum.request.total_time_ms"
+FERRUM_QUEUE_TIME_MS: Final = "ferrum.request.queue_time_ms"
+FERRUM_PREFILL_TIME_MS: Final = "ferrum.request.prefill_time_ms"
+FERRUM_DECODE_TIME_MS: Final = "ferrum.request.decode_time_ms"
+FERRUM_WAS_PREEMPTED: Final = "ferrum.request.was_preempted"
+FERRUM_PREEMPTION_COUNT: Final = "ferrum.request.preemption_count"
+FERRUM_CANCELLED: Final = "ferrum.request.cancelled"
+FERRUM_TTFT_MS: Final = "ferrum.request.time_to_first_token_ms"
+FERRUM_TPOT_MS: Final = "ferrum.request.time_per_output_token_ms"
+FERRUM_ITL_MEAN_MS: Final = "ferrum.request.inter_token_latency.mean_ms"
+FERRUM_ITL_P50_MS: Final = "ferrum.request.inter_token_latency.p50_ms"
+FERRUM_ITL_P90_MS: Final = "ferrum.request.inter_token_latency.p90_ms"
+FERRUM_ITL_P99_MS: Final = "ferrum.request.inter_token_latency.p99_ms"
+FERRUM_ITL_MAX_MS: Final = "ferrum.request.inter_token_latency.max_ms"
+FERRUM_PHASE_OPERATIONS: Final = "ferrum.phase.operations"
+FERRUM_PHASE_TOKENS: Final = "ferrum.phase.tokens_processed"
+FERRUM_PHASE_AVG_TIME_MS: Final = "ferrum.phase.avg_time_ms"
+FERRUM_PHASE_TOTAL_TIME_MS: Final = "ferrum.phase.total_time_ms"
+#: Where the span's timings came from: "tracked" (measured here) or "recorded" (the engine's JSON).
+FERRUM_SOURCE: Final = "ferrum.source"
+
+EVENT_PREEMPTED: Final = "ferrum.request.preempted"
+EVENT_FIRST_TOKEN: Final = "ferrum.request.first_token"
+
+# ---- span names ----------------------------------------------------------------------
+PHASE_QUEUE: Final = "queue"
+PHASE_PREFILL: Final = "prefill"
+PHASE_DECODE: Final = "decode"
+PHASES: Final = (PHASE_QUEUE, PHASE_PREFILL, PHASE_DECODE)
+
+
+def request_span_name(operation: str, model: str | None) -> str:
+    """``{gen_ai.operation.name} {gen_ai.request.model}``, as the GenAI span conventions name it."""
+    return f"{operation} {model}" if model else operation
+
+
+# ---- metrics -------------------------------------------------------------------------
+
+
+@frozen
+class Instrument:
+    """A metric as the spec (or we) define it: name, instrument kind, unit, description and,
+    for histograms, the explicit bucket boundaries to advise."""
+
+    name: str
+    kind: str  # "histogram", "counter", "updowncounter", "gauge"
+    unit: str
+    description: str
+    buckets: tuple[float, ...] | None = None
+
+
+_DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+_TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+_TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+# A decode step on a GPU takes milliseconds; the spec's TPOT buckets start at 10 ms, so the
+# gap between two tokens gets finer low buckets of its own.
+_ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+SERVER_REQUEST_DURATION: Final = Instrument(
+    "gen_ai.server.request.duration", "histogram", "s",
+    "Generative AI server request duration such as time-to-last byte or last output token.", _DURATION_BUCKETS)
+SERVER_TIME_TO_FIRST_TOKEN: Final = Instrument(
+    "gen_ai.server.time_to_first_token", "histogram", "s",
+    "Time to generate first token for successful responses.", _TTFT_BUCKETS)
+SERVER_TIME_PER_OUTPUT_TOKEN: Final = Instrument(
+    "gen_ai.server.time_per_output_token", "histogram", "s",
+    "Time per output token generated after the first token for successful responses.", _TPOT_BUCKETS)
+CLIENT_TOKEN_USAGE: Final = Instrument(
+    "gen_ai.client.token.usage", "histogram", "{token}", "Number of input and output tokens used.", _TOKEN_BUCKETS)
+CLIENT_OPERATION_DURATION: Final = Instrument(
+    "gen_ai.client.operation.duration", "histogram", "s", "GenAI operation duration.", _DURATION_BUCKETS)
+
+QUEUE_DURATION: Final = Instrument(
+    "ferrum.request.queue.duration", "histogram", "s", "Time a request waited in the queue.", _DURATION_BUCKETS)
+PREFILL_DURATION: Final = Instrument(
+    "ferrum.request.prefill.duration", "histogram", "s", "Time a request spent in prefill.", _DURATION_BUCKETS)
+DECODE_DURATION: Final = Instrument(
+    "ferrum.request.decode.duration", "histogram", "s", "Time a request spent in decode.", _DURATION_BUCKETS)
+INTER_TOKEN_LATENCY: Final = Instrument(
+    "ferrum.request.inter_token_latency", "histogram", "s",
+    "Mean gap between successive output tokens of one request.", _ITL_BUCKETS)
+
+# Counters named as the Rust engine names its own (`ferrum.engine.*`) where the meaning matches.
+REQUESTS_TOTAL: Final = Instrument("ferrum.engine.requests_total", "counter", "{request}", "Requests finished.")
+REQUESTS_COMPLETED: Final = Instrument(
+    "ferrum.engine.requests_completed", "counter", "{request}", "Requests that completed successfully.")
+REQUESTS_FAILED: Final = Instrument("ferrum.engine.requests_failed", "counter", "{request}", "Requests that failed.")
+REQUESTS_CANCELLED: Final = Instrument(
+    "ferrum.engine.requests_cancelled", "counter", "{request}", "Requests cancelled or abandoned by the caller.")
+PREFILL_TOKENS_TOTAL: Final = Instrument(
+    "ferrum.engine.prefill_tokens_total", "counter", "{token}", "Input tokens prefilled.")
+DECODE_TOKENS_TOTAL: Final = Instrument(
+    "ferrum.engine.decode_tokens_total", "counter", "{token}", "Output tokens decoded.")
+PREEMPTIONS_TOTAL: Final = Instrument(
+    "ferrum.engine.preemptions_total", "counter", "{preemption}", "Times a request was preempted.")
+ACTIVE_REQUESTS: Final = Instrument(
+    "ferrum.engine.active_requests", "updowncounter", "{request}", "Requests in flight.")
+
+REQUEST_INSTRUMENTS: Final = (
+    SERVER_REQUEST_DURATION, SERVER_TIME_TO_FIRST_TOKEN, SERVER_TIME_PER_OUTPUT_TOKEN, CLIENT_TOKEN_USAGE,
+    QUEUE_DURATION, PREFILL_DURATION, DECODE_DURATION, INTER_TOKEN_LATENCY,
+    REQUESTS_TOTAL, REQUESTS_COMPLETED, REQUESTS_FAILED, REQUESTS_CANCELLED,
+    PREFILL_TOKENS_TOTAL, DECODE_TOKENS_TOTAL, PREEMPTIONS_TOTAL, ACTIVE_REQUESTS,
+)

@@ -1,0 +1,101 @@
+"""Capture what ferrum-otel emits, in memory: for your tests and ours.
+
+    from ferrum_otel.testing import capture
+
+    with capture() as cap:
+        generate("hi")
+    (span,) = cap.spans("text_completion llama")
+    assert cap.histogram("gen_ai.server.time_to_first_token").count == 1
+
+It passes its own providers to ``configure()`` and never touches the global ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from ._config import Telemetry, configure
+
+__all__ = ["capture", "Capture"]
+
+
+class Capture:
+    """Spans and metric points recorded while the capture was active."""
+
+    def __init__(self, telemetry: Telemetry, exporter: InMemorySpanExporter, reader: InMemoryMetricReader) -> None:
+        self.telemetry = telemetry
+        self.exporter = exporter
+        self.reader = reader
+
+    def spans(self, name: str | None = None) -> list[ReadableSpan]:
+        """Finished spans, oldest first, optionally only those called ``name``."""
+        spans = list(self.exporter.get_finished_spans())
+        return [s for s in spans if name is None or s.name == name]
+
+    def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
+        pid = parent.context.span_id
+        return sorted((s for s in self.spans() if s.parent is not None and s.parent.span_id == pid),
+                      key=lambda s: s.start_time or 0)
+
+    def metrics(self) -> dict[str, Any]:
+        """Metric name -> the SDK's metric object (with ``.unit`` and ``.data.data_points``)."""
+        data = self.reader.get_metrics_data()
+        out: dict[str, Any] = {}
+        if data is None:
+            return out
+        for rm in data.resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    out[metric.name] = metric
+        return out
+
+    def points(self, name: str) -> list[Any]:
+        metric = self.metrics().get(name)
+        return [] if metric is None else list(metric.data.data_points)
+
+    def histogram(self, name: str, **attributes: Any) -> Any:
+        """The one histogram point of ``name`` whose attributes include ``attributes``."""
+        return self._one(name, attributes)
+
+    def counter(self, name: str, **attributes: Any) -> float:
+        """The value of counter ``name`` for the points whose attributes include ``attributes`` (0 if none)."""
+        return sum(p.value for p in self._matching(name, attributes))
+
+    def _matching(self, name: str, attributes: dict[str, Any]) -> list[Any]:
+        wanted = {k.replace("__", "."): v for k, v in attributes.items()}
+        return [p for p in self.points(name) if all(p.attributes.get(k) == v for k, v in wanted.items())]
+
+    def _one(self, name: str, attributes: dict[str, Any]) -> Any:
+        found = self._matching(name, attributes)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {name} point with {attributes}, found {len(found)}")
+        return found[0]
+
+    def clear(self) -> None:
+        self.exporter.clear()
+
+
+@contextlib.contextmanager
+def capture(**configure_kwargs: Any) -> Iterator[Capture]:
+    """Configure ferrum-otel with in-memory providers for the duration of the block."""
+    exporter = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    telemetry = configure(tracer_provider=tracer_provider, meter_provider=meter_provider, **configure_kwargs)
+    try:
+        yield Capture(telemetry, exporter, reader)
+    finally:
+        from ._config import shutdown
+
+        shutdown()
+        tracer_provider.shutdown()
+        meter_provider.shutdown()

@@ -1,0 +1,348 @@
+"""``@instrument``: one request per call of a sync function, coroutine, generator or async generator.
+
+Everything that can be decided at decoration time is: the function's kind, which
+options are constants and which are callables of the call's arguments.  With no SDK
+configured a call costs one extra function call and a check.
+
+A generator's body runs in a context of its own (``contextvars.Context.run`` on each
+step), in which the request span is current: spans the body opens nest under it, while
+the consumer's context never changes, so a stream abandoned mid-way leaks nothing.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, overload
+
+from opentelemetry import context as otel_context
+
+from .. import semconv as s
+from .._runtime import active, log_failure
+from ._request import parent_context, request_params
+from ._tracker import CANCELLATION, RequestTracker
+
+__all__ = ["instrument"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _per_call(value: Any, name: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """A constant, or a callable taking the decorated function's arguments."""
+    if callable(value):
+        return lambda args, kwargs: value(*args, **kwargs)
+    return lambda args, kwargs: value
+
+
+class _Spec:
+    """What the decorator was told, resolved once."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.fn = fn
+        self.operation: str = options["operation"]
+        self.provider: str = options["provider"]
+        self.token_count: Callable[[Any], int] | None = options["token_count"]
+        if self.token_count is not None and not callable(self.token_count):
+            raise TypeError(f"@instrument({fn.__qualname__}): token_count must be a callable, got {self.token_count!r}")
+        self.per_call = {
+            key: _per_call(options[key], key)
+            for key in ("model", "request_id", "client_id", "input_tokens", "context", "prompt")
+        }
+        self.dynamic = any(callable(options[k]) for k in self.per_call)
+        self.params = request_params(
+            options["max_tokens"], options["temperature"], options["top_p"], options["top_k"], options["seed"],
+            options["stream"],
+        )
+        attributes = options["attributes"]
+        if attributes is not None and not isinstance(attributes, Mapping):
+            raise TypeError(f"@instrument({fn.__qualname__}): attributes must be a mapping, got {attributes!r}")
+        self.attributes = dict(attributes) if attributes else None
+        self.where = fn.__qualname__
+
+    def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestTracker | None:
+        rt = active()
+        if rt is None:
+            return None
+        try:
+            v = {key: get(args, kwargs) for key, get in self.per_call.items()}
+            prompt = v["prompt"]
+            if prompt is None and rt.capture_content:
+                prompt = next((a for a in args if isinstance(a, str)), None)
+            return RequestTracker(
+                rt, model=v["model"], operation=self.operation, provider=self.provider,
+                request_id=v["request_id"], client_id=v["client_id"], input_tokens=v["input_tokens"],
+                params=self.params, attributes=self.attributes, context=parent_context(v["context"]),
+                prompt=prompt,
+            )
+        except Exception:  # noqa: BLE001 - instrumentation must not break the call
+            log_failure(f"starting a request for {self.where}")
+            return None
+
+    def count(self, item: Any) -> int:
+        try:
+            n = self.token_count(item)  # type: ignore[misc]
+            return n if type(n) is int and n >= 0 else 1
+        except Exception:  # noqa: BLE001
+            log_failure(f"token_count() of {self.where}")
+            return 1
+
+    def complete(self, tracker: RequestTracker, result: Any) -> None:
+        if self.token_count is not None:
+            tracker.set_output_tokens(self.count(result))
+        if isinstance(result, str):
+            tracker.add_completion(result)
+        tracker._end("ok", "stop")
+
+
+def _wrap_function(spec: _Spec) -> Callable[..., Any]:
+    fn = spec.fn
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracker = spec.start(args, kwargs)
+        if tracker is None:
+            return fn(*args, **kwargs)
+        token = tracker._enter_context()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            tracker._exit_with(exc)
+            raise
+        finally:
+            otel_context.detach(token)
+        spec.complete(tracker, result)
+        return result
+
+    return wrapper
+
+
+def _wrap_coroutine(spec: _Spec) -> Callable[..., Any]:
+    fn = spec.fn
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tracker = spec.start(args, kwargs)
+        if tracker is None:
+            return await fn(*args, **kwargs)
+        token = tracker._enter_context()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            tracker._exit_with(exc)
+            raise
+        finally:
+            otel_context.detach(token)
+        spec.complete(tracker, result)
+        return result
+
+    return wrapper
+
+
+def _own_context(tracker: RequestTracker) -> contextvars.Context:
+    ctx = contextvars.copy_context()
+    ctx.run(tracker._enter_context)  # never detached: the context is dropped with the stream
+    return ctx
+
+
+def _wrap_generator(spec: _Spec) -> Callable[..., Any]:
+    fn = spec.fn
+    count = spec.count if spec.token_count is not None else None
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        tracker = spec.start(args, kwargs)
+        if tracker is None:
+            return (yield from fn(*args, **kwargs))
+        ctx = _own_context(tracker)
+        try:
+            gen = ctx.run(fn, *args, **kwargs)
+        except BaseException as exc:
+            tracker._exit_with(exc)
+            raise
+        step, value = gen.send, None
+        while True:
+            try:
+                item = ctx.run(step, value)
+            except StopIteration as stop:
+                tracker._end("ok", "stop")
+                return stop.value
+            except BaseException as exc:
+                tracker._exit_with(exc)
+                raise
+            tracker.token(count(item) if count else 1)
+            if isinstance(item, str):
+                tracker.add_completion(item)
+            try:
+                value = yield item
+                step = gen.send
+            except GeneratorExit:
+                # close() or garbage collection: the consumer abandoned the stream.
+                try:
+                    ctx.run(gen.close)
+                finally:
+                    tracker.cancel()
+                raise
+            except BaseException as exc:
+                step, value = gen.throw, exc
+
+    return wrapper
+
+
+class _InContext:
+    """Awaits ``awaitable`` with each of its steps run inside ``ctx``."""
+
+    __slots__ = ("_ctx", "_it")
+
+    def __init__(self, ctx: contextvars.Context, awaitable: Any) -> None:
+        self._ctx = ctx
+        self._it = awaitable.__await__()
+
+    def __await__(self) -> _InContext:
+        return self
+
+    def __iter__(self) -> _InContext:
+        return self
+
+    def __next__(self) -> Any:
+        return self._ctx.run(self._it.send, None)
+
+    def send(self, value: Any) -> Any:
+        return self._ctx.run(self._it.send, value)
+
+    def throw(self, *exc: Any) -> Any:
+        return self._ctx.run(self._it.throw, *exc)
+
+    def close(self) -> None:
+        self._ctx.run(self._it.close)
+
+
+def _wrap_async_generator(spec: _Spec) -> Callable[..., Any]:
+    fn = spec.fn
+    count = spec.count if spec.token_count is not None else None
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        tracker = spec.start(args, kwargs)
+        if tracker is None:
+            async for item in fn(*args, **kwargs):
+                yield item
+            return
+        ctx = _own_context(tracker)
+        try:
+            agen = ctx.run(fn, *args, **kwargs)
+        except BaseException as exc:
+            tracker._exit_with(exc)
+            raise
+        step, value = agen.asend, None
+        while True:
+            try:
+                item = await _InContext(ctx, step(value))
+            except StopAsyncIteration:
+                tracker._end("ok", "stop")
+                return
+            except BaseException as exc:
+                tracker._exit_with(exc)
+                raise
+            tracker.token(count(item) if count else 1)
+            if isinstance(item, str):
+                tracker.add_completion(item)
+            try:
+                value = yield item
+                step = agen.asend
+            except GeneratorExit:
+                # aclose(), cancellation of the consumer, or garbage collection.
+                try:
+                    await _InContext(ctx, agen.aclose())
+                finally:
+                    tracker.cancel()
+                raise
+            except BaseException as exc:
+                if isinstance(exc, CANCELLATION):
+                    try:
+                        await _InContext(ctx, agen.aclose())
+                    finally:
+                        tracker.cancel()
+                    raise
+                step, value = agen.athrow, exc
+
+    return wrapper
+
+
+@overload
+def instrument(func: F) -> F: ...
+
+
+@overload
+def instrument(
+    func: None = None,
+    *,
+    model: str | Callable[..., str] | None = None,
+    operation: str = ...,
+    provider: str = ...,
+    token_count: Callable[[Any], int] | None = None,
+    input_tokens: int | Callable[..., int] | None = None,
+    request_id: Any = None,
+    client_id: str | Callable[..., str] | None = None,
+    context: Any = None,
+    prompt: str | Callable[..., str] | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    seed: int | None = None,
+    stream: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Callable[[F], F]: ...
+
+
+def instrument(
+    func: Callable[..., Any] | None = None,
+    *,
+    model: str | Callable[..., str] | None = None,
+    operation: str = s.OPERATION_TEXT_COMPLETION,
+    provider: str = s.PROVIDER_FERRUM,
+    token_count: Callable[[Any], int] | None = None,
+    input_tokens: int | Callable[..., int] | None = None,
+    request_id: Any = None,
+    client_id: str | Callable[..., str] | None = None,
+    context: Any = None,
+    prompt: str | Callable[..., str] | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    seed: int | None = None,
+    stream: bool | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> Any:
+    """Trace each call of the decorated function as one inference request.
+
+    Works on sync functions, coroutines, generators and async generators (and methods).
+    ``model``, ``input_tokens``, ``request_id``, ``client_id``, ``context`` and ``prompt``
+    may be constants or callables that receive the call's arguments.  For generators each
+    yielded item is one token unless ``token_count(item)`` says how many; for functions
+    ``token_count(result)`` gives the output tokens.
+    """
+    options = dict(
+        model=model, operation=operation, provider=provider, token_count=token_count, input_tokens=input_tokens,
+        request_id=request_id, client_id=client_id, context=context, prompt=prompt, max_tokens=max_tokens,
+        temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stream=stream, attributes=attributes,
+    )
+
+    def decorate(fn: F) -> F:
+        if not callable(fn):
+            raise TypeError(f"@instrument decorates a function, not {type(fn).__name__}")
+        spec = _Spec(fn, options)
+        if inspect.isasyncgenfunction(fn):
+            wrapped = _wrap_async_generator(spec)
+        elif inspect.isgeneratorfunction(fn):
+            wrapped = _wrap_generator(spec)
+        elif inspect.iscoroutinefunction(fn):
+            wrapped = _wrap_coroutine(spec)
+        else:
+            wrapped = _wrap_function(spec)
+        wrapped.__ferrum_otel_instrumented__ = True  # type: ignore[attr-defined]
+        return wrapped  # type: ignore[return-value]
+
+    return decorate if func is None else decorate(func)

@@ -1,0 +1,502 @@
+"""RequestTracker: one request, recorded cheaply and emitted once.
+
+While the request runs the tracker only reads the clock and appends (a token, a phase
+boundary, a preemption).  ``finish()`` builds the ``RequestMetrics`` and ``PhaseMetrics``
+and hands everything to the emitter in one go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from time import perf_counter_ns, time_ns
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import set_span_in_context
+
+from .. import semconv as s
+from .._runtime import Runtime, log_failure
+from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics, SchemaError, Timestamp
+from ..schema._types import trusted
+from ._emit import CANCELLED, ERROR, OK, Outcome, emit, start_attributes, start_request_span
+
+__all__ = ["RequestTracker", "NoopTracker", "NOOP", "CURRENT_KEY", "CANCELLATION"]
+
+#: The OTel context key under which the enclosing tracker is stored.
+CURRENT_KEY = otel_context.create_key("ferrum_otel.request")
+
+#: Exceptions that mean "the caller went away", not "the request failed".
+CANCELLATION = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
+
+_PHASE_NAMES = frozenset(s.PHASES)
+
+
+def _ms(ns: int) -> int:
+    return (ns + 500_000) // 1_000_000
+
+
+def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
+    """A UUID (or its text) becomes the RequestId; any other id is kept as an attribute and a
+    UUID is made for the schema object, as the engine's RequestId is a UUID on the wire."""
+    if request_id is None:
+        return RequestId.new(), None
+    if isinstance(request_id, uuid.UUID):
+        return RequestId.from_uuid(request_id), None
+    text = str(request_id)
+    try:
+        return RequestId.parse(text), None
+    except SchemaError:
+        return RequestId.new(), text
+
+
+class _PhaseScope:
+    """``with req.phase("prefill"):`` records one interval of that phase."""
+
+    __slots__ = ("_tracker", "_name", "_start")
+
+    def __init__(self, tracker: RequestTracker, name: str) -> None:
+        self._tracker = tracker
+        self._name = name
+
+    def __enter__(self) -> _PhaseScope:
+        self._start = perf_counter_ns()
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        self._tracker._phases.append((self._name, self._start, perf_counter_ns()))
+        return False
+
+    async def __aenter__(self) -> _PhaseScope:
+        return self.__enter__()
+
+    async def __aexit__(self, *exc: object) -> bool:
+        return self.__exit__(*exc)
+
+
+class RequestTracker:
+    """Tracks one inference request; use it through ``ferrum_otel.request()`` or ``@instrument``."""
+
+    __slots__ = (
+        "_rt", "model", "operation", "provider", "request_id", "external_id", "client_id", "input_tokens",
+        "_span", "_t0", "_wall0", "_times", "_chunks", "_phases", "_open", "_preemptions", "_output_tokens",
+        "_finished", "metrics", "_phase_totals", "_phase_cache", "_tokens", "_extra", "_prompt", "_completion",
+    )
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        model: str | None = None,
+        operation: str = s.OPERATION_TEXT_COMPLETION,
+        provider: str = s.PROVIDER_FERRUM,
+        request_id: Any = None,
+        client_id: str | None = None,
+        input_tokens: int | None = None,
+        params: dict[str, Any] | None = None,
+        attributes: dict[str, Any] | None = None,
+        context: Context | None = None,
+        prompt: str | None = None,
+    ) -> None:
+        self._rt = rt
+        self.model = model
+        self.operation = operation
+        self.provider = provider
+        self.request_id, self.external_id = _resolve_request_id(request_id)
+        self.client_id = client_id
+        self.input_tokens = input_tokens
+        self._times: list[int] = []
+        self._chunks: dict[int, int] | None = None
+        self._phases: list[tuple[str, int, int]] = []
+        self._open: tuple[str, int] | None = None
+        self._preemptions: list[int] = []
+        self._output_tokens: int | None = None
+        self._finished = False
+        self.metrics: RequestMetrics | None = None
+        self._phase_totals: dict[str, list[int]] = {}
+        self._phase_cache: dict[str, PhaseMetrics] | None = None
+        self._prompt = prompt
+        self._completion: list[str] | None = None
+        self._tokens = None
+        self._extra = None
+        self._wall0 = time_ns()
+        self._t0 = perf_counter_ns()
+        attrs = start_attributes(operation, provider, model, params, attributes)
+        if prompt is not None and rt.capture_content:
+            attrs[s.GEN_AI_INPUT_MESSAGES] = _messages("user", prompt)
+        self._span = start_request_span(rt, operation, model, self._wall0, attrs, context)
+        rt.instruments.active.add(1, rt.metric_attributes(model, operation, provider))
+
+    # ---- recording (hot path: a clock read and an append) ----------------------------
+
+    def token(self, n: int = 1) -> None:
+        """Mark that ``n`` output tokens were produced now; the first call marks time to first token."""
+        self._times.append(perf_counter_ns())
+        if n != 1:
+            self._chunk(n)
+
+    def _chunk(self, n: int) -> None:
+        if type(n) is not int or n < 1:
+            self._times.pop()
+            raise ValueError(f"token(n): n must be a positive integer, got {n!r}")
+        if self._chunks is None:
+            self._chunks = {}
+        self._chunks[len(self._times) - 1] = n
+
+    def phase(self, name: str) -> _PhaseScope:
+        """A context manager recording one interval of ``queue``, ``prefill`` or ``decode``."""
+        if name not in _PHASE_NAMES:
+            raise ValueError(f"phase({name!r}): the phases are {', '.join(s.PHASES)}")
+        return _PhaseScope(self, name)
+
+    def mark_phase(self, name: str | None) -> None:
+        """Enter phase ``name`` now, ending the one marked before (``None`` just ends it)."""
+        if name is not None and name not in _PHASE_NAMES:
+            raise ValueError(f"mark_phase({name!r}): the phases are {', '.join(s.PHASES)}")
+        now = perf_counter_ns()
+        if self._open is not None:
+            self._phases.append((self._open[0], self._open[1], now))
+        self._open = None if name is None else (name, now)
+
+    def preempted(self) -> None:
+        """Mark that the scheduler preempted this request now."""
+        self._preemptions.append(perf_counter_ns())
+
+    def set_output_tokens(self, n: int) -> None:
+        """Set the output token count when it is known in total rather than token by token."""
+        if type(n) is not int or n < 0:
+            raise ValueError(f"set_output_tokens(n): n must be a non-negative integer, got {n!r}")
+        self._output_tokens = n
+
+    def set_input_tokens(self, n: int) -> None:
+        if type(n) is not int or n < 0:
+            raise ValueError(f"set_input_tokens(n): n must be a non-negative integer, got {n!r}")
+        self.input_tokens = n
+
+    def add_completion(self, text: str) -> None:
+        """Collect completion text (recorded only with ``capture_content=True``)."""
+        if self._rt.capture_content:
+            if self._completion is None:
+                self._completion = []
+            self._completion.append(text)
+
+    @property
+    def output_tokens(self) -> int:
+        if self._output_tokens is not None:
+            return self._output_tokens
+        extra = sum(self._chunks.values()) - len(self._chunks) if self._chunks else 0
+        return len(self._times) + extra
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def span(self) -> Any:
+        return self._span
+
+    @property
+    def phases(self) -> dict[str, PhaseMetrics]:
+        """PhaseMetrics per phase that occurred (after finish)."""
+        if self._phase_cache is None:
+            self._phase_cache = {
+                name: trusted(
+                    PhaseMetrics, operations=ops, avg_time_ms=(total / ops / 1e6) if ops else 0.0,
+                    total_time_ms=total / 1e6, tokens_processed=tokens,
+                )
+                for name, (ops, total, tokens) in self._phase_totals.items()
+            }
+        return self._phase_cache
+
+    # ---- ending ------------------------------------------------------------------
+
+    def finish(self, reason: str = "stop") -> RequestMetrics | None:
+        """End the request successfully; emits its spans and metrics. Later calls do nothing."""
+        return self._end(OK, reason)
+
+    def fail(self, exc: BaseException | str) -> RequestMetrics | None:
+        """End the request as failed (status ERROR, ``error.type``, the exception recorded)."""
+        if isinstance(exc, CANCELLATION):
+            return self.cancel()
+        return self._end(ERROR, "error", exc)
+
+    def cancel(self) -> RequestMetrics | None:
+        """End the request as cancelled by its caller: counted, not failed."""
+        return self._end(CANCELLED, "cancelled")
+
+    def _end(self, status: str, reason: str | None, exc: BaseException | str | None = None) -> RequestMetrics | None:
+        if self._finished:
+            return self.metrics
+        self._finished = True
+        t_end = perf_counter_ns()
+        try:
+            self._emit(t_end, status, reason, exc)
+        except Exception:  # noqa: BLE001 - instrumentation never breaks inference code
+            log_failure("finishing a request")
+            try:
+                self._span.end()
+            except Exception:  # noqa: BLE001
+                pass
+        return self.metrics
+
+    def _emit(self, t_end: int, status: str, reason: str | None, exc: BaseException | str | None) -> None:
+        rt, t0, wall0, times = self._rt, self._t0, self._wall0, self._times
+        if self._open is not None:
+            self._phases.append((self._open[0], self._open[1], t_end))
+            self._open = None
+        n_out = self.output_tokens
+        intervals = self._complete_phases(t_end)
+
+        totals: dict[str, list[int]] = {}
+        first_prefill = True
+        phases = []
+        for name, start, end in intervals:
+            if name == s.PHASE_DECODE:
+                ops = self._tokens_between(start, end) or 1
+                tokens = self._tokens_between(start, end, weighted=True)
+            elif name == s.PHASE_PREFILL:
+                ops, tokens = 1, (self.input_tokens or 0) if first_prefill else 0
+                first_prefill = False
+            else:
+                ops, tokens = 1, 0
+            agg = totals.setdefault(name, [0, 0, 0])
+            agg[0] += ops
+            agg[1] += end - start
+            agg[2] += tokens
+            dur = end - start
+            phases.append((name, wall0 + (start - t0), wall0 + (end - t0),
+                           trusted(PhaseMetrics, operations=ops, avg_time_ms=dur / ops / 1e6,
+                                   total_time_ms=dur / 1e6, tokens_processed=tokens)))
+        self._phase_totals = totals
+
+        def total(name: str) -> int:
+            agg = totals.get(name)
+            return _ms(agg[1]) if agg else 0
+
+        end_wall = wall0 + (t_end - t0)
+        self.metrics = metrics = trusted(
+            RequestMetrics,
+            request_id=self.request_id,
+            client_id=None if self.client_id is None else ClientId(self.client_id),
+            model_id=ModelId(self.model or ""),
+            created_at=Timestamp.from_unix_nanos(wall0),
+            completed_at=Timestamp.from_unix_nanos(end_wall),
+            total_time_ms=_ms(t_end - t0),
+            queue_time_ms=total(s.PHASE_QUEUE),
+            prefill_time_ms=total(s.PHASE_PREFILL),
+            decode_time_ms=total(s.PHASE_DECODE),
+            input_tokens=self.input_tokens or 0,
+            output_tokens=n_out,
+            was_preempted=bool(self._preemptions),
+            preemption_count=min(len(self._preemptions), 2**32 - 1),
+        )
+
+        ttft_s = tpot_s = itl = None
+        if times and status != CANCELLED:
+            ttft_s = (times[0] - t0) / 1e9
+            if n_out >= 2:
+                tpot_s = ((t_end - t0) / 1e9 - ttft_s) / (n_out - 1)
+            if len(times) >= 2:
+                itl = self._itl_stats()
+        span = self._span
+        if times:
+            span.add_event(s.EVENT_FIRST_TOKEN, timestamp=wall0 + (times[0] - t0))
+        for t in self._preemptions:
+            span.add_event(s.EVENT_PREEMPTED, timestamp=wall0 + (t - t0))
+        error_type = error_message = None
+        if status == ERROR:
+            if isinstance(exc, BaseException):
+                error_type = _error_type(exc)
+                error_message = f"{type(exc).__name__}: {exc}"
+                span.record_exception(exc, timestamp=end_wall)
+            else:
+                error_type, error_message = "_OTHER", (exc or None)
+        extra = None
+        if rt.capture_content and self._completion is not None:
+            extra = {s.GEN_AI_OUTPUT_MESSAGES: _messages("assistant", "".join(self._completion), reason)}
+        outcome = Outcome(status, reason, error_type=error_type, error_message=error_message,
+                          ttft_s=ttft_s, tpot_s=tpot_s, itl_ms=itl)
+        emit(rt, span, metrics, phases, end_wall, outcome, model=self.model, operation=self.operation,
+             provider=self.provider, external_id=self.external_id, extra_attributes=extra)
+        rt.instruments.active.add(-1, rt.metric_attributes(self.model, self.operation, self.provider))
+
+    def _complete_phases(self, t_end: int) -> list[tuple[str, int, int]]:
+        """The explicit phases, plus prefill and decode inferred from token times where the
+        caller did not mark them: prefill until the first token, decode from it to the last."""
+        intervals = sorted(self._phases, key=lambda p: p[1])
+        times = self._times
+        if not times:
+            return intervals
+        names = {p[0] for p in intervals}
+        if s.PHASE_PREFILL not in names:
+            start = max((e for n, _b, e in intervals if n == s.PHASE_QUEUE), default=self._t0)
+            if start < times[0]:
+                intervals.append((s.PHASE_PREFILL, start, times[0]))
+        if s.PHASE_DECODE not in names and len(times) >= 2:
+            start = max([times[0], *(e for n, _b, e in intervals if n == s.PHASE_PREFILL)])
+            if start < times[-1]:
+                intervals.append((s.PHASE_DECODE, start, times[-1]))
+        intervals.sort(key=lambda p: p[1])
+        return intervals
+
+    def _tokens_between(self, start: int, end: int, weighted: bool = False) -> int:
+        chunks = self._chunks
+        count = 0
+        for i, t in enumerate(self._times):
+            if start <= t <= end:
+                count += chunks.get(i, 1) if (weighted and chunks) else 1
+        return count
+
+    def _itl_stats(self) -> tuple[float, float, float, float, float]:
+        times, chunks = self._times, self._chunks
+        if chunks:
+            gaps = [(times[i] - times[i - 1]) / chunks.get(i, 1) for i in range(1, len(times))]
+        else:
+            gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps.sort()
+        n = len(gaps)
+        mean = sum(gaps) / n
+
+        def pct(q: float) -> float:
+            # Nearest rank: the smallest gap with at least q of the gaps at or below it.
+            return gaps[max(0, math.ceil(q * n - 1e-9) - 1)]
+
+        return mean / 1e6, pct(0.5) / 1e6, pct(0.9) / 1e6, pct(0.99) / 1e6, gaps[-1] / 1e6
+
+    # ---- context management ------------------------------------------------------
+
+    def _enter_context(self) -> object:
+        ctx = set_span_in_context(self._span)
+        return otel_context.attach(otel_context.set_value(CURRENT_KEY, self, ctx))
+
+    def _exit_with(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self._end(OK, "stop")
+        elif isinstance(exc, CANCELLATION):
+            self._end(CANCELLED, "cancelled")
+        else:
+            self._end(ERROR, "error", exc)
+
+    def __enter__(self) -> RequestTracker:
+        self._extra = self._enter_context()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        try:
+            self._exit_with(exc)
+        finally:
+            token, self._extra = self._extra, None
+            if token is not None:
+                otel_context.detach(token)
+        return False
+
+    async def __aenter__(self) -> RequestTracker:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        state = "finished" if self._finished else "running"
+        return f"<RequestTracker {self.request_id} model={self.model!r} {state} tokens={self.output_tokens}>"
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+
+
+def _messages(role: str, text: str, finish_reason: str | None = None) -> str:
+    import json
+
+    message: dict[str, Any] = {"role": role, "parts": [{"type": "text", "content": text}]}
+    if finish_reason is not None:
+        message["finish_reason"] = finish_reason
+    return json.dumps([message], ensure_ascii=False)
+
+
+class _NoopPhase:
+    __slots__ = ()
+
+    def __enter__(self) -> _NoopPhase:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+    async def __aenter__(self) -> _NoopPhase:
+        return self
+
+    async def __aexit__(self, *exc: object) -> bool:
+        return False
+
+
+_NOOP_PHASE = _NoopPhase()
+
+
+class NoopTracker:
+    """What ``request()`` gives when no SDK is set up: every call does nothing, at once."""
+
+    __slots__ = ()
+    metrics = None
+    model = None
+    request_id = None
+    external_id = None
+    finished = False
+    output_tokens = 0
+    span = None
+
+    @property
+    def phases(self) -> dict[str, PhaseMetrics]:
+        return {}
+
+    def token(self, n: int = 1) -> None:
+        pass
+
+    def phase(self, name: str) -> _NoopPhase:
+        return _NOOP_PHASE
+
+    def mark_phase(self, name: str | None) -> None:
+        pass
+
+    def preempted(self) -> None:
+        pass
+
+    def set_output_tokens(self, n: int) -> None:
+        pass
+
+    def set_input_tokens(self, n: int) -> None:
+        pass
+
+    def add_completion(self, text: str) -> None:
+        pass
+
+    def finish(self, reason: str = "stop") -> None:
+        return None
+
+    def fail(self, exc: BaseException | str) -> None:
+        return None
+
+    def cancel(self) -> None:
+        return None
+
+    def __enter__(self) -> NoopTracker:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+    async def __aenter__(self) -> NoopTracker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "<NoopTracker: no OpenTelemetry SDK configured>"
+
+
+NOOP = NoopTracker()
