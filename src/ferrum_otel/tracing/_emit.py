@@ -27,12 +27,13 @@ Phase = tuple[str, int, int, PhaseMetrics]
 class Outcome:
     """How a request ended and the timing statistics computed at its end."""
 
-    __slots__ = ("status", "error_type", "error_message", "finish_reason", "ttft_s", "tpot_s", "itl_ms")
+    __slots__ = ("status", "error_type", "error_message", "finish_reason", "duration_s", "ttft_s", "tpot_s", "itl_ms")
 
     def __init__(
         self,
         status: str,
         finish_reason: str | None,
+        duration_s: float,
         *,
         error_type: str | None = None,
         error_message: str | None = None,
@@ -42,6 +43,7 @@ class Outcome:
     ) -> None:
         self.status = status
         self.finish_reason = finish_reason
+        self.duration_s = duration_s
         self.error_type = error_type
         self.error_message = error_message
         self.ttft_s = ttft_s
@@ -162,7 +164,7 @@ def _record_metrics(
         if m.preemption_count:
             ins.preemptions.add(m.preemption_count, attrs)
         return
-    ins.duration.record(m.total_time_ms / 1e3, attrs)
+    ins.duration.record(outcome.duration_s, attrs)
     if m.input_tokens:
         ins.token_usage.record(m.input_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT))
         ins.prefill_tokens.add(m.input_tokens, attrs)

@@ -98,6 +98,6 @@ def _record(
         ttft_s = (m.queue_time_ms + m.prefill_time_ms) / 1e3
         if m.output_tokens >= 2:
             tpot_s = m.decode_time_ms / 1e3 / (m.output_tokens - 1)
-    outcome = Outcome(OK, finish_reason, ttft_s=ttft_s, tpot_s=tpot_s)
+    outcome = Outcome(OK, finish_reason, m.total_time_ms / 1e3, ttft_s=ttft_s, tpot_s=tpot_s)
     emit(rt, span, m, phases, end_ns, outcome, model=model, operation=operation, provider=provider,
          extra_attributes=extra)

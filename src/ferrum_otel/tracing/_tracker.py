@@ -316,7 +316,7 @@ class RequestTracker:
         extra = None
         if rt.capture_content and self._completion is not None:
             extra = {s.GEN_AI_OUTPUT_MESSAGES: _messages("assistant", "".join(self._completion), reason)}
-        outcome = Outcome(status, reason, error_type=error_type, error_message=error_message,
+        outcome = Outcome(status, reason, (t_end - t0) / 1e9, error_type=error_type, error_message=error_message,
                           ttft_s=ttft_s, tpot_s=tpot_s, itl_ms=itl)
         emit(rt, span, metrics, phases, end_wall, outcome, model=self.model, operation=self.operation,
              provider=self.provider, external_id=self.external_id, extra_attributes=extra)
@@ -397,6 +397,14 @@ class RequestTracker:
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         return self.__exit__(exc_type, exc, tb)
+
+    def __del__(self) -> None:
+        # Dropped without finish(): end the span as abandoned rather than leave it open.
+        try:
+            if not self._finished:
+                self._end(CANCELLED, "cancelled")
+        except Exception:  # noqa: BLE001 - at interpreter exit the modules may be gone
+            pass
 
     def __repr__(self) -> str:
         state = "finished" if self._finished else "running"
