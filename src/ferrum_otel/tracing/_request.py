@@ -36,7 +36,7 @@ def request_params(
     params: dict[str, Any] = {}
     for key, value, kind in (
         (s.GEN_AI_REQUEST_MAX_TOKENS, max_tokens, int), (s.GEN_AI_REQUEST_TEMPERATURE, temperature, float),
-        (s.GEN_AI_REQUEST_TOP_P, top_p, float), (s.GEN_AI_REQUEST_TOP_K, top_k, int),
+        (s.GEN_AI_REQUEST_TOP_P, top_p, float), (s.GEN_AI_REQUEST_TOP_K, top_k, float),  # the spec types top_k double
         (s.GEN_AI_REQUEST_SEED, seed, int), (s.GEN_AI_REQUEST_STREAM, stream, bool),
     ):
         if value is None:
