@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import time
+from time import gmtime as _gmtime
+from time import strftime as _strftime
 
 import attrs
 
@@ -52,6 +54,26 @@ def _days_in_month(y: int, m: int) -> int:
     if m == 2:
         return 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
     return 30 if m in (4, 6, 9, 11) else 31
+
+
+_last_second: tuple[int, str] = (-1, "")
+
+
+def _remember_second(secs: int, text: str) -> tuple[int, str]:
+    global _last_second
+    _last_second = (secs, text)
+    return _last_second
+
+
+def _fraction(nanos: int) -> str:
+    """chrono's SecondsFormat::AutoSi: no fraction, or 3, 6 or 9 digits."""
+    if nanos == 0:
+        return ""
+    if nanos % 1_000_000 == 0:
+        return f".{nanos // 1_000_000:03d}"
+    if nanos % 1000 == 0:
+        return f".{nanos // 1000:06d}"
+    return f".{nanos:09d}"
 
 
 # chrono's relaxed RFC 3339 reading, as `DateTime<Utc>: Deserialize` uses it: 'T', 't' or
@@ -100,6 +122,12 @@ class Timestamp:
 
     @classmethod
     def from_unix_nanos(cls, ns: int) -> Timestamp:
+        if type(ns) is int and _YEAR_1 * _NANOS <= ns < _YEAR_10000 * _NANOS:
+            # The common case, a clock reading: valid by construction, so no checks.
+            obj = object.__new__(cls)
+            _set_secs(obj, ns // _NANOS)
+            _set_nanos(obj, ns % _NANOS)
+            return obj
         return cls(ns // _NANOS, ns % _NANOS)
 
     @classmethod
@@ -137,23 +165,23 @@ class Timestamp:
 
     def isoformat(self) -> str:
         """RFC 3339 in UTC with 'Z' and 0, 3, 6 or 9 fraction digits, as chrono writes it."""
+        nanos = self.nanos
+        if nanos < _NANOS and 0 <= self.secs < _YEAR_10000:
+            # Clock readings: C's strftime does the calendar (1970..9999, no leap second),
+            # and a request's start and end mostly fall in the same second.
+            secs = self.secs
+            cached = _last_second
+            if cached[0] != secs:
+                cached = _remember_second(secs, _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(secs)))
+            return cached[1] + _fraction(nanos) + "Z"
         days, rem = divmod(self.secs, 86400)
         y, mo, d = _civil_from_days(days)
         h, rem = divmod(rem, 3600)
         mi, s = divmod(rem, 60)
-        nanos = self.nanos
         if nanos >= _NANOS:
             s, nanos = s + 1, nanos - _NANOS
         year = f"{y:04d}" if 0 <= y <= 9999 else f"{y:+05d}"
-        if nanos == 0:
-            frac = ""
-        elif nanos % 1_000_000 == 0:
-            frac = f".{nanos // 1_000_000:03d}"
-        elif nanos % 1000 == 0:
-            frac = f".{nanos // 1000:06d}"
-        else:
-            frac = f".{nanos:09d}"
-        return f"{year}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{frac}Z"
+        return f"{year}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}{_fraction(nanos)}Z"
 
     __str__ = isoformat
 
@@ -168,6 +196,10 @@ class Timestamp:
     @property
     def unix_nanos(self) -> int:
         return self.secs * _NANOS + self.nanos
+
+
+_set_secs = Timestamp.__dict__["secs"].__set__
+_set_nanos = Timestamp.__dict__["nanos"].__set__
 
 
 @attrs.frozen(order=True)

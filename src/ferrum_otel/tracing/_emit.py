@@ -14,14 +14,15 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_
 
 from .. import semconv as s
 from .._runtime import Runtime
-from ..schema import PhaseMetrics, RequestMetrics
+from ..schema import RequestMetrics
 
 __all__ = ["Phase", "Outcome", "emit", "start_request_span", "OK", "ERROR", "CANCELLED"]
 
 OK, ERROR, CANCELLED = "ok", "error", "cancelled"
 
-#: (span name, start unix ns, end unix ns, the phase's PhaseMetrics)
-Phase = tuple[str, int, int, PhaseMetrics]
+#: (span name, start unix ns, end unix ns, operations, avg ms, total ms, tokens processed):
+#: one interval of a phase, with the PhaseMetrics figures its span carries.
+Phase = tuple[str, int, int, int, float, float, int]
 
 
 class Outcome:
@@ -136,14 +137,14 @@ def emit(
     if phases:
         parent = set_span_in_context(span)
         tracer = rt.tracer
-        for name, start, end, pm in phases:
+        for name, start, end, ops, avg_ms, total_ms, tokens in phases:
             child = tracer.start_span(
                 name, context=parent, start_time=start,
                 attributes={
-                    s.FERRUM_PHASE_OPERATIONS: pm.operations,
-                    s.FERRUM_PHASE_TOKENS: pm.tokens_processed,
-                    s.FERRUM_PHASE_AVG_TIME_MS: pm.avg_time_ms,
-                    s.FERRUM_PHASE_TOTAL_TIME_MS: pm.total_time_ms,
+                    s.FERRUM_PHASE_OPERATIONS: ops,
+                    s.FERRUM_PHASE_TOKENS: tokens,
+                    s.FERRUM_PHASE_AVG_TIME_MS: avg_ms,
+                    s.FERRUM_PHASE_TOTAL_TIME_MS: total_ms,
                 },
             )
             child.end(end_time=end)
@@ -173,7 +174,7 @@ def _record_metrics(
         ins.decode_tokens.add(m.output_tokens, attrs)
     if m.preemption_count:
         ins.preemptions.add(m.preemption_count, attrs)
-    for name, start, end, _pm in phases:
+    for name, start, end, *_figures in phases:
         hist = ins.queue if name == s.PHASE_QUEUE else ins.prefill if name == s.PHASE_PREFILL else ins.decode
         hist.record((end - start) / 1e9, attrs)
     if outcome.status == ERROR:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+from time import perf_counter_ns
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, overload
 
 from opentelemetry import context as otel_context
@@ -139,6 +140,10 @@ def _wrap_coroutine(spec: _Spec) -> Callable[..., Any]:
     return wrapper
 
 
+def _collector(tracker: RequestTracker) -> Callable[[str], None] | None:
+    return tracker.add_completion if tracker._rt.capture_content else None
+
+
 def _own_context(tracker: RequestTracker) -> contextvars.Context:
     ctx = contextvars.copy_context()
     ctx.run(tracker._enter_context)  # never detached: the context is dropped with the stream
@@ -161,18 +166,22 @@ def _wrap_generator(spec: _Spec) -> Callable[..., Any]:
             tracker._exit_with(exc)
             raise
         step, value = gen.send, None
+        run, append, collect = ctx.run, tracker._times.append, _collector(tracker)
         while True:
             try:
-                item = ctx.run(step, value)
+                item = run(step, value)
             except StopIteration as stop:
                 tracker._end("ok", "stop")
                 return stop.value
             except BaseException as exc:
                 tracker._exit_with(exc)
                 raise
-            tracker.token(count(item) if count else 1)
-            if isinstance(item, str):
-                tracker.add_completion(item)
+            if count is None:
+                append(perf_counter_ns())  # the hot path: one clock read and one append
+            else:
+                tracker.token(count(item))
+            if collect is not None and isinstance(item, str):
+                collect(item)
             try:
                 value = yield item
                 step = gen.send
@@ -235,6 +244,7 @@ def _wrap_async_generator(spec: _Spec) -> Callable[..., Any]:
             tracker._exit_with(exc)
             raise
         step, value = agen.asend, None
+        append, collect = tracker._times.append, _collector(tracker)
         while True:
             try:
                 item = await _InContext(ctx, step(value))
@@ -244,9 +254,12 @@ def _wrap_async_generator(spec: _Spec) -> Callable[..., Any]:
             except BaseException as exc:
                 tracker._exit_with(exc)
                 raise
-            tracker.token(count(item) if count else 1)
-            if isinstance(item, str):
-                tracker.add_completion(item)
+            if count is None:
+                append(perf_counter_ns())  # the hot path: one clock read and one append
+            else:
+                tracker.token(count(item))
+            if collect is not None and isinstance(item, str):
+                collect(item)
             try:
                 value = yield item
                 step = agen.asend

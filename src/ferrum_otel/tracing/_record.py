@@ -11,7 +11,6 @@ from opentelemetry.context import Context
 from .. import semconv as s
 from .._runtime import active, log_failure
 from ..schema import PhaseMetrics, RequestMetrics, Timestamp
-from ..schema._types import trusted
 from ._emit import OK, Outcome, emit, start_attributes, start_request_span
 from ._request import parent_context
 
@@ -86,11 +85,11 @@ def _record(
         pm = given.get(name)
         if not ms and pm is None:
             continue
-        if pm is None:
-            pm = trusted(PhaseMetrics, operations=1, avg_time_ms=float(ms), total_time_ms=float(ms),
-                         tokens_processed=tokens)
         end = cursor + ms * 1_000_000
-        phases.append((name, cursor, end, pm))
+        if pm is None:
+            phases.append((name, cursor, end, 1, float(ms), float(ms), tokens))
+        else:
+            phases.append((name, cursor, end, pm.operations, pm.avg_time_ms, pm.total_time_ms, pm.tokens_processed))
         cursor = end
 
     ttft_s = tpot_s = None

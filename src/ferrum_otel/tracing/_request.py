@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import inspect
+from typing import TYPE_CHECKING, Any, Mapping
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 
 from .. import semconv as s
+from opentelemetry import trace as _trace_api
+
+from .. import _runtime
 from .._runtime import active, log_failure
 from ._tracker import CURRENT_KEY, NOOP, NoopTracker, RequestTracker
 
@@ -30,26 +34,43 @@ def parent_context(context: Context | Mapping[str, str] | str | None) -> Context
 
 
 def request_params(
-    max_tokens: int | None, temperature: float | None, top_p: float | None, top_k: int | None,
+    max_tokens: int | None, temperature: float | None, top_p: float | None, top_k: float | None,
     seed: int | None, stream: bool | None,
 ) -> dict[str, Any] | None:
+    """The gen_ai.request.* attributes that were given, type-checked (top_k is a double in the spec)."""
     params: dict[str, Any] = {}
-    for key, value, kind in (
-        (s.GEN_AI_REQUEST_MAX_TOKENS, max_tokens, int), (s.GEN_AI_REQUEST_TEMPERATURE, temperature, float),
-        (s.GEN_AI_REQUEST_TOP_P, top_p, float), (s.GEN_AI_REQUEST_TOP_K, top_k, float),  # the spec types top_k double
-        (s.GEN_AI_REQUEST_SEED, seed, int), (s.GEN_AI_REQUEST_STREAM, stream, bool),
-    ):
-        if value is None:
-            continue
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise TypeError(f"{key.rsplit('.', 1)[-1]} must be {kind.__name__}, got {value!r}")
-        params[key] = value
+    if max_tokens is not None:
+        params[s.GEN_AI_REQUEST_MAX_TOKENS] = _int(max_tokens, "max_tokens")
+    if temperature is not None:
+        params[s.GEN_AI_REQUEST_TEMPERATURE] = _float(temperature, "temperature")
+    if top_p is not None:
+        params[s.GEN_AI_REQUEST_TOP_P] = _float(top_p, "top_p")
+    if top_k is not None:
+        params[s.GEN_AI_REQUEST_TOP_K] = _float(top_k, "top_k")
+    if seed is not None:
+        params[s.GEN_AI_REQUEST_SEED] = _int(seed, "seed")
+    if stream is not None:
+        if type(stream) is not bool:
+            raise TypeError(f"stream must be bool, got {stream!r}")
+        params[s.GEN_AI_REQUEST_STREAM] = stream
     return params or None
 
 
-def request(
+def _int(value: Any, name: str) -> int:
+    if type(value) is not int:
+        raise TypeError(f"{name} must be int, got {value!r}")
+    return value
+
+
+def _float(value: Any, name: str) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is not int:
+        raise TypeError(f"{name} must be float, got {value!r}")
+    return float(value)
+
+
+def _start_request(
     model: str | None = None,
     *,
     request_id: Any = None,
@@ -92,6 +113,34 @@ def request(
     except Exception:  # noqa: BLE001 - a broken SDK must not break inference code
         log_failure("starting a request")
         return NOOP
+
+
+if TYPE_CHECKING:
+    request = _start_request
+else:
+
+    def request(model=None, **options):
+        # With no SDK this must cost next to nothing; binding fifteen keyword-only
+        # defaults costs more than the rest of the call, so the full signature is bound
+        # only once an SDK is there (unknown keywords still raise TypeError then).
+        if _runtime._installed is None and (_runtime._disabled or _trace_api._TRACER_PROVIDER is None):
+            if options:
+                _check_names(options)
+            return NOOP
+        return _start_request(model, **options)
+
+    request.__doc__ = _start_request.__doc__
+    request.__signature__ = inspect.signature(_start_request)
+    request.__wrapped__ = _start_request
+
+
+_NAMES = frozenset(inspect.signature(_start_request).parameters)
+
+
+def _check_names(options: dict[str, Any]) -> None:
+    unknown = options.keys() - _NAMES
+    if unknown:
+        raise TypeError(f"request() got an unexpected keyword argument {sorted(unknown)[0]!r}")
 
 
 def current_request() -> RequestTracker | None:

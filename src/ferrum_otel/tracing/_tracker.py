@@ -10,17 +10,26 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from bisect import bisect_left, bisect_right
+from operator import itemgetter
 from time import perf_counter_ns, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-from opentelemetry.trace import set_span_in_context
+
+try:  # the key set_span_in_context() uses; private, so fall back to asking for it
+    from opentelemetry.trace.propagation import _SPAN_KEY
+except ImportError:  # pragma: no cover
+    from opentelemetry.trace import INVALID_SPAN as _probe
+    from opentelemetry.trace import set_span_in_context as _set
+
+    _SPAN_KEY = next(k for k, v in _set(_probe, Context()).items() if v is _probe)
 
 from .. import semconv as s
 from .._runtime import Runtime, log_failure
 from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics, SchemaError, Timestamp
-from ..schema._types import trusted
+from ..schema._types import trusted_factory
 from ._emit import CANCELLED, ERROR, OK, Outcome, emit, start_attributes, start_request_span
 
 __all__ = ["RequestTracker", "NoopTracker", "NOOP", "CURRENT_KEY", "CANCELLATION"]
@@ -32,6 +41,10 @@ CURRENT_KEY = otel_context.create_key("ferrum_otel.request")
 CANCELLATION = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
 
 _PHASE_NAMES = frozenset(s.PHASES)
+# The tracker builds these from values it measured itself: no need to re-check each field.
+_request_metrics = trusted_factory(RequestMetrics)
+_start_of = itemgetter(1)
+_phase_metrics = trusted_factory(PhaseMetrics)
 
 
 def _ms(ns: int) -> int:
@@ -82,7 +95,7 @@ class RequestTracker:
     __slots__ = (
         "_rt", "model", "operation", "provider", "request_id", "external_id", "client_id", "input_tokens",
         "_span", "_t0", "_wall0", "_times", "_chunks", "_phases", "_open", "_preemptions", "_output_tokens",
-        "_finished", "metrics", "_phase_totals", "_phase_cache", "_tokens", "_extra", "_prompt", "_completion",
+        "_finished", "metrics", "_phase_totals", "_phase_cache", "_token", "_prompt", "_completion", "_metric_attrs",
     )
 
     def __init__(
@@ -119,15 +132,15 @@ class RequestTracker:
         self._phase_cache: dict[str, PhaseMetrics] | None = None
         self._prompt = prompt
         self._completion: list[str] | None = None
-        self._tokens = None
-        self._extra = None
+        self._token = None
         self._wall0 = time_ns()
         self._t0 = perf_counter_ns()
         attrs = start_attributes(operation, provider, model, params, attributes)
         if prompt is not None and rt.capture_content:
             attrs[s.GEN_AI_INPUT_MESSAGES] = _messages("user", prompt)
         self._span = start_request_span(rt, operation, model, self._wall0, attrs, context)
-        rt.instruments.active.add(1, rt.metric_attributes(model, operation, provider))
+        self._metric_attrs = rt.metric_attributes(model, operation, provider)
+        rt.instruments.active.add(1, self._metric_attrs)
 
     # ---- recording (hot path: a clock read and an append) ----------------------------
 
@@ -202,10 +215,7 @@ class RequestTracker:
         """PhaseMetrics per phase that occurred (after finish)."""
         if self._phase_cache is None:
             self._phase_cache = {
-                name: trusted(
-                    PhaseMetrics, operations=ops, avg_time_ms=(total / ops / 1e6) if ops else 0.0,
-                    total_time_ms=total / 1e6, tokens_processed=tokens,
-                )
+                name: _phase_metrics(ops, (total / ops / 1e6) if ops else 0.0, total / 1e6, tokens)
                 for name, (ops, total, tokens) in self._phase_totals.items()
             }
         return self._phase_cache
@@ -247,50 +257,48 @@ class RequestTracker:
             self._phases.append((self._open[0], self._open[1], t_end))
             self._open = None
         n_out = self.output_tokens
-        intervals = self._complete_phases(t_end)
+        intervals = self._complete_phases()
 
         totals: dict[str, list[int]] = {}
         first_prefill = True
         phases = []
         for name, start, end in intervals:
             if name == s.PHASE_DECODE:
-                ops = self._tokens_between(start, end) or 1
-                tokens = self._tokens_between(start, end, weighted=True)
+                tokens = self._tokens_between(start, end)
+                ops = tokens if self._chunks is None else bisect_right(times, end) - bisect_left(times, start)
+                ops = ops or 1
             elif name == s.PHASE_PREFILL:
                 ops, tokens = 1, (self.input_tokens or 0) if first_prefill else 0
                 first_prefill = False
             else:
                 ops, tokens = 1, 0
-            agg = totals.setdefault(name, [0, 0, 0])
-            agg[0] += ops
-            agg[1] += end - start
-            agg[2] += tokens
             dur = end - start
-            phases.append((name, wall0 + (start - t0), wall0 + (end - t0),
-                           trusted(PhaseMetrics, operations=ops, avg_time_ms=dur / ops / 1e6,
-                                   total_time_ms=dur / 1e6, tokens_processed=tokens)))
-        self._phase_totals = totals
-
-        def total(name: str) -> int:
             agg = totals.get(name)
-            return _ms(agg[1]) if agg else 0
+            if agg is None:
+                totals[name] = [ops, dur, tokens]
+            else:
+                agg[0] += ops
+                agg[1] += dur
+                agg[2] += tokens
+            phases.append((name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens))
+        self._phase_totals = totals
+        queue, prefill, decode = (totals.get(n) for n in s.PHASES)
 
         end_wall = wall0 + (t_end - t0)
-        self.metrics = metrics = trusted(
-            RequestMetrics,
-            request_id=self.request_id,
-            client_id=None if self.client_id is None else ClientId(self.client_id),
-            model_id=ModelId(self.model or ""),
-            created_at=Timestamp.from_unix_nanos(wall0),
-            completed_at=Timestamp.from_unix_nanos(end_wall),
-            total_time_ms=_ms(t_end - t0),
-            queue_time_ms=total(s.PHASE_QUEUE),
-            prefill_time_ms=total(s.PHASE_PREFILL),
-            decode_time_ms=total(s.PHASE_DECODE),
-            input_tokens=self.input_tokens or 0,
-            output_tokens=n_out,
-            was_preempted=bool(self._preemptions),
-            preemption_count=min(len(self._preemptions), 2**32 - 1),
+        self.metrics = metrics = _request_metrics(
+            self.request_id,
+            None if self.client_id is None else ClientId(self.client_id),
+            ModelId(self.model or ""),
+            Timestamp.from_unix_nanos(wall0),
+            Timestamp.from_unix_nanos(end_wall),
+            _ms(t_end - t0),
+            _ms(queue[1]) if queue else 0,
+            _ms(prefill[1]) if prefill else 0,
+            _ms(decode[1]) if decode else 0,
+            self.input_tokens or 0,
+            n_out,
+            bool(self._preemptions),
+            min(len(self._preemptions), 2**32 - 1),
         )
 
         ttft_s = tpot_s = itl = None
@@ -320,34 +328,33 @@ class RequestTracker:
                           ttft_s=ttft_s, tpot_s=tpot_s, itl_ms=itl)
         emit(rt, span, metrics, phases, end_wall, outcome, model=self.model, operation=self.operation,
              provider=self.provider, external_id=self.external_id, extra_attributes=extra)
-        rt.instruments.active.add(-1, rt.metric_attributes(self.model, self.operation, self.provider))
+        rt.instruments.active.add(-1, self._metric_attrs)
 
-    def _complete_phases(self, t_end: int) -> list[tuple[str, int, int]]:
+    def _complete_phases(self) -> list[tuple[str, int, int]]:
         """The explicit phases, plus prefill and decode inferred from token times where the
         caller did not mark them: prefill until the first token, decode from it to the last."""
-        intervals = sorted(self._phases, key=lambda p: p[1])
+        intervals = self._phases
         times = self._times
-        if not times:
-            return intervals
-        names = {p[0] for p in intervals}
-        if s.PHASE_PREFILL not in names:
-            start = max((e for n, _b, e in intervals if n == s.PHASE_QUEUE), default=self._t0)
-            if start < times[0]:
-                intervals.append((s.PHASE_PREFILL, start, times[0]))
-        if s.PHASE_DECODE not in names and len(times) >= 2:
-            start = max([times[0], *(e for n, _b, e in intervals if n == s.PHASE_PREFILL)])
-            if start < times[-1]:
-                intervals.append((s.PHASE_DECODE, start, times[-1]))
-        intervals.sort(key=lambda p: p[1])
+        if times:
+            names = {p[0] for p in intervals}
+            if s.PHASE_PREFILL not in names:
+                start = max((e for n, _b, e in intervals if n == s.PHASE_QUEUE), default=self._t0)
+                if start < times[0]:
+                    intervals.append((s.PHASE_PREFILL, start, times[0]))
+            if s.PHASE_DECODE not in names and len(times) >= 2:
+                start = max([times[0], *(e for n, _b, e in intervals if n == s.PHASE_PREFILL)])
+                if start < times[-1]:
+                    intervals.append((s.PHASE_DECODE, start, times[-1]))
+        intervals.sort(key=_start_of)
         return intervals
 
-    def _tokens_between(self, start: int, end: int, weighted: bool = False) -> int:
+    def _tokens_between(self, start: int, end: int) -> int:
+        """Output tokens marked within [start, end] (token times are in order)."""
+        lo, hi = bisect_left(self._times, start), bisect_right(self._times, end)
         chunks = self._chunks
-        count = 0
-        for i, t in enumerate(self._times):
-            if start <= t <= end:
-                count += chunks.get(i, 1) if (weighted and chunks) else 1
-        return count
+        if not chunks:
+            return hi - lo
+        return sum(chunks.get(i, 1) for i in range(lo, hi))
 
     def _itl_stats(self) -> tuple[float, float, float, float, float]:
         times, chunks = self._times, self._chunks
@@ -368,8 +375,11 @@ class RequestTracker:
     # ---- context management ------------------------------------------------------
 
     def _enter_context(self) -> object:
-        ctx = set_span_in_context(self._span)
-        return otel_context.attach(otel_context.set_value(CURRENT_KEY, self, ctx))
+        # One new Context holding both the span and the tracker, instead of one per key.
+        values = dict(otel_context.get_current())
+        values[_SPAN_KEY] = self._span
+        values[CURRENT_KEY] = self
+        return otel_context.attach(Context(values))
 
     def _exit_with(self, exc: BaseException | None) -> None:
         if exc is None:
@@ -380,14 +390,14 @@ class RequestTracker:
             self._end(ERROR, "error", exc)
 
     def __enter__(self) -> RequestTracker:
-        self._extra = self._enter_context()
+        self._token = self._enter_context()
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         try:
             self._exit_with(exc)
         finally:
-            token, self._extra = self._extra, None
+            token, self._token = self._token, None
             if token is not None:
                 otel_context.detach(token)
         return False
