@@ -123,8 +123,8 @@ def make_floor(tracer, ins: RequestInstruments):  # noqa: ANN001, ANN201
         ins.prefill_tokens.add(512, base)
         ins.token_usage.record(TOKENS, usage_out)
         ins.decode_tokens.add(TOKENS, base)
-        for _name, a, b in phases:
-            ins.queue.record((b - a) / 1e9, base)
+        for hist, (_name, a, b) in zip((ins.queue, ins.prefill, ins.decode), phases):
+            hist.record((b - a) / 1e9, base)
         ins.completed.add(1, base)
         ins.ttft.record(0.01, base)
         ins.tpot.record(0.01, base)

@@ -13,7 +13,7 @@ import uuid
 from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from time import perf_counter_ns, time_ns
-from typing import Any
+from typing import Any, Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -96,6 +96,7 @@ class RequestTracker:
         "_rt", "model", "operation", "provider", "request_id", "external_id", "client_id", "input_tokens",
         "_span", "_t0", "_wall0", "_times", "_chunks", "_phases", "_open", "_preemptions", "_output_tokens",
         "_finished", "metrics", "_phase_totals", "_phase_cache", "_token", "_prompt", "_completion", "_metric_attrs",
+        "_append",
     )
 
     def __init__(
@@ -121,6 +122,7 @@ class RequestTracker:
         self.client_id = client_id
         self.input_tokens = input_tokens
         self._times: list[int] = []
+        self._append = self._times.append
         self._chunks: dict[int, int] | None = None
         self._phases: list[tuple[str, int, int]] = []
         self._open: tuple[str, int] | None = None
@@ -144,9 +146,9 @@ class RequestTracker:
 
     # ---- recording (hot path: a clock read and an append) ----------------------------
 
-    def token(self, n: int = 1) -> None:
+    def token(self, n: int = 1, _clock: Callable[[], int] = perf_counter_ns) -> None:
         """Mark that ``n`` output tokens were produced now; the first call marks time to first token."""
-        self._times.append(perf_counter_ns())
+        self._append(_clock())
         if n != 1:
             self._chunk(n)
 
@@ -256,8 +258,11 @@ class RequestTracker:
         if self._open is not None:
             self._phases.append((self._open[0], self._open[1], t_end))
             self._open = None
-        n_out = self.output_tokens
-        intervals = self._complete_phases()
+        n_out = self._output_tokens
+        if n_out is None:
+            chunks = self._chunks
+            n_out = len(times) + (sum(chunks.values()) - len(chunks) if chunks else 0)
+        intervals = self._complete_phases() if (times or len(self._phases) > 1) else self._phases
 
         totals: dict[str, list[int]] = {}
         first_prefill = True
@@ -288,7 +293,7 @@ class RequestTracker:
         self.metrics = metrics = _request_metrics(
             self.request_id,
             None if self.client_id is None else ClientId(self.client_id),
-            ModelId(self.model or ""),
+            _model_id(self.model),
             Timestamp.from_unix_nanos(wall0),
             Timestamp.from_unix_nanos(end_wall),
             _ms(t_end - t0),
@@ -364,13 +369,14 @@ class RequestTracker:
             gaps = [b - a for a, b in zip(times, times[1:])]
         gaps.sort()
         n = len(gaps)
-        mean = sum(gaps) / n
-
-        def pct(q: float) -> float:
-            # Nearest rank: the smallest gap with at least q of the gaps at or below it.
-            return gaps[max(0, math.ceil(q * n - 1e-9) - 1)]
-
-        return mean / 1e6, pct(0.5) / 1e6, pct(0.9) / 1e6, pct(0.99) / 1e6, gaps[-1] / 1e6
+        # Nearest rank: the smallest gap with at least q of the gaps at or below it.
+        return (
+            sum(gaps) / n / 1e6,
+            gaps[_rank(0.5, n)] / 1e6,
+            gaps[_rank(0.9, n)] / 1e6,
+            gaps[_rank(0.99, n)] / 1e6,
+            gaps[-1] / 1e6,
+        )
 
     # ---- context management ------------------------------------------------------
 
@@ -419,6 +425,24 @@ class RequestTracker:
     def __repr__(self) -> str:
         state = "finished" if self._finished else "running"
         return f"<RequestTracker {self.request_id} model={self.model!r} {state} tokens={self.output_tokens}>"
+
+
+_model_ids: dict[str | None, ModelId] = {}
+
+
+def _model_id(model: str | None) -> ModelId:
+    """The ModelId for a model name, made once per name (there are few)."""
+    mid = _model_ids.get(model)
+    if mid is None:
+        mid = ModelId(model or "")
+        if len(_model_ids) < 1024:
+            _model_ids[model] = mid
+    return mid
+
+
+def _rank(q: float, n: int) -> int:
+    """Index of the q-th percentile by nearest rank in n sorted values."""
+    return max(0, math.ceil(q * n - 1e-9) - 1)
 
 
 def _error_type(exc: BaseException) -> str:
