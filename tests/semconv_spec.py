@@ -19,6 +19,9 @@ def spec() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     attributes: dict[str, str] = {}
     for path in sorted((FIXTURES / "semconv").rglob("*.yaml")):
         doc = yaml.safe_load(path.read_text()) or {}
+        # The newer "definition/2" files list metrics at the top level, by name.
+        for metric in doc.get("metrics", []) or []:
+            metrics[metric["name"]] = (metric["instrument"], metric["unit"])
         for group in doc.get("groups", []):
             if group.get("type") == "metric":
                 name = group.get("metric_name") or group["id"].removeprefix("metric.")

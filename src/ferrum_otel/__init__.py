@@ -11,6 +11,9 @@ The public surface is what ``__all__`` lists; everything else lives in private m
 
 from ._config import ConfigurationError, Telemetry, configure, shutdown
 from ._version import __version__
+from .metrics.engine import observe_engine
+from .metrics.gpu import gpu_snapshot, instrument_gpu
+from .metrics.memory import memory_snapshot, system_snapshot
 from .tracing import NoopTracker, RequestTracker, current_request, instrument, record_request, request
 
 __all__ = [
@@ -25,4 +28,9 @@ __all__ = [
     "record_request",
     "RequestTracker",
     "NoopTracker",
+    "instrument_gpu",
+    "gpu_snapshot",
+    "memory_snapshot",
+    "system_snapshot",
+    "observe_engine",
 ]

@@ -48,6 +48,7 @@ class Telemetry:
         self.summary = summary
         self._owned = owned
         self._is_global = is_global
+        self.gauges: list[Any] = []
         self._closed = False
         self._lock = threading.Lock()
 
@@ -87,6 +88,8 @@ class Telemetry:
             self._closed = True
         if self.runtime is not None:
             _runtime.uninstall(self.runtime)
+        for gauge in self.gauges:
+            gauge.close()
         self.force_flush(timeout_s)
         if self._is_global:
             # The OpenTelemetry API lets the global providers be set once per process; they
@@ -128,6 +131,8 @@ def configure(
     output: str | os.PathLike[str] | bool | None = None,
     console: bool | IO[str] | None = None,
     set_global: bool | None = None,
+    gpu: bool | None = None,
+    memory: bool = True,
 ) -> Telemetry:
     """Set up telemetry in one call; returns a handle whose ``shutdown()`` stops it.
 
@@ -137,6 +142,8 @@ def configure(
     ``grpc`` or ``http/protobuf``).  Without one, and without providers passed in, the
     embedded default writes OTLP JSON lines under ``output`` (default
     ``./ferrum-otel-telemetry``) and prints a summary at shutdown; it never uses the network.
+    ``gpu`` turns the NVML GPU instruments on (None: where NVML answers); ``memory`` the
+    process and system memory and CPU instruments.
     """
     settings = resolve(
         service_name=service_name, endpoint=endpoint, protocol=protocol, headers=headers,
@@ -146,6 +153,9 @@ def configure(
         raise ConfigurationError(f"capture_content: expected True or False, got {capture_content!r}")
     if output is not None and output is not False and not isinstance(output, (str, os.PathLike)):
         raise ConfigurationError(f"output: expected a folder path or False, got {output!r}")
+    for name, value in (("gpu", gpu), ("memory", memory)):
+        if value is not None and not isinstance(value, bool):
+            raise ConfigurationError(f"{name}: expected True, False or None, got {value!r}")
 
     global _current
     with _lock:
@@ -158,6 +168,7 @@ def configure(
         handle = Telemetry(None, owned=[], destinations=[], settings=settings)
     else:
         handle = _build(settings, tracer_provider, meter_provider, capture_content, output, console, set_global)
+        handle.gauges = _gauges(handle.runtime, gpu, memory)
         _runtime.install(handle.runtime)
     with _lock:
         _current = handle
@@ -172,6 +183,33 @@ def shutdown(timeout_s: float = 10.0) -> None:
     if handle is not None:
         handle.shutdown(timeout_s)
     _runtime.install(None)
+
+
+def _gauges(runtime: Runtime | None, gpu: bool | None, memory: bool) -> list[Any]:
+    """The observable instruments configure() turns on, on the meter it uses."""
+    if runtime is None:
+        return []
+    out: list[Any] = []
+    try:
+        if memory:
+            from .metrics.memory import register_memory_instruments
+
+            mem = register_memory_instruments(runtime.meter)
+            if mem is not None:
+                out.append(mem)
+        if gpu is not False:
+            from .metrics._nvml import shared_sampler
+            from .metrics.gpu import register_gpu_instruments
+
+            sampler = shared_sampler()
+            gpus = register_gpu_instruments(runtime.meter, sampler)
+            if gpus is not None:
+                out.append(gpus)
+            elif gpu is True:
+                logger.warning("ferrum-otel: GPU metrics were asked for but %s", sampler.unavailable_reason)
+    except Exception:  # noqa: BLE001 - gauges are an extra; tracing goes on without them
+        _runtime.log_failure("setting up the GPU and memory instruments")
+    return out
 
 
 def _resource(settings: Settings) -> Any:

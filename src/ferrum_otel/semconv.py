@@ -155,3 +155,124 @@ REQUEST_INSTRUMENTS: Final = (
     REQUESTS_TOTAL, REQUESTS_COMPLETED, REQUESTS_FAILED, REQUESTS_CANCELLED,
     PREFILL_TOKENS_TOTAL, DECODE_TOKENS_TOTAL, PREEMPTIONS_TOTAL, ACTIVE_REQUESTS,
 )
+
+
+# ---- hardware: GPUs (semantic conventions v1.44.0) -------------------------------------
+HW_ID: Final = "hw.id"
+HW_NAME: Final = "hw.name"
+HW_VENDOR: Final = "hw.vendor"
+HW_TYPE: Final = "hw.type"
+HW_GPU_TASK: Final = "hw.gpu.task"
+HW_STATE: Final = "hw.state"
+HW_TYPE_GPU: Final = "gpu"
+NETWORK_IO_DIRECTION: Final = "network.io.direction"
+FERRUM_GPU_INDEX: Final = "ferrum.gpu.index"
+FERRUM_GPU_CLOCK: Final = "ferrum.gpu.clock"
+FERRUM_GPU_CLOCK_EVENT_REASON: Final = "ferrum.gpu.clock_event.reason"
+FERRUM_GPU_MIG_PARENT: Final = "ferrum.gpu.mig.parent"
+PROCESS_PID: Final = "process.pid"
+
+GPU_UTILIZATION: Final = Instrument("hw.gpu.utilization", "gauge", "1", "Fraction of time spent in a specific task.")
+GPU_MEMORY_USAGE: Final = Instrument("hw.gpu.memory.usage", "updowncounter", "By", "GPU memory used.")
+GPU_MEMORY_LIMIT: Final = Instrument("hw.gpu.memory.limit", "updowncounter", "By", "Size of the GPU memory.")
+GPU_MEMORY_UTILIZATION: Final = Instrument(
+    "hw.gpu.memory.utilization", "gauge", "1", "Fraction of GPU memory used.")
+GPU_MEMORY_FREE: Final = Instrument("ferrum.gpu.memory.free", "updowncounter", "By", "GPU memory free.")
+GPU_MEMORY_RESERVED: Final = Instrument(
+    "ferrum.gpu.memory.reserved", "updowncounter", "By", "GPU memory the driver reserves (not counted as used).")
+GPU_POWER: Final = Instrument("hw.power", "gauge", "W", "Instantaneous power consumed by the component.")
+GPU_POWER_LIMIT: Final = Instrument("ferrum.gpu.power.limit", "gauge", "W", "Enforced power limit of the GPU.")
+GPU_ENERGY: Final = Instrument("hw.energy", "counter", "J", "Energy consumed by the component.")
+GPU_TEMPERATURE: Final = Instrument("hw.temperature", "gauge", "Cel", "Temperature in degrees Celsius.")
+GPU_ERRORS: Final = Instrument("hw.errors", "counter", "{error}", "Number of errors encountered by the GPU.")
+GPU_STATUS: Final = Instrument(
+    "hw.status", "updowncounter", "1", "Operational status: 1 (true) or 0 (false) for each of the possible states.")
+GPU_CLOCK: Final = Instrument(
+    "ferrum.gpu.clock.frequency", "gauge", "Hz", "Current clock of the GPU (ferrum.gpu.clock = sm or memory).")
+GPU_CLOCK_MAX: Final = Instrument("ferrum.gpu.clock.max_frequency", "gauge", "Hz", "Maximum clock of the GPU.")
+GPU_CLOCK_EVENTS: Final = Instrument(
+    "ferrum.gpu.clock_event.active", "gauge", "1",
+    "1 while a reason holds the clocks down (power cap, thermal, idle, ...), else 0.")
+GPU_PERFORMANCE_STATE: Final = Instrument(
+    "ferrum.gpu.performance_state", "gauge", "1", "Performance state: 0 (P0, fastest) to 15 (P15, slowest).")
+GPU_PROCESS_MEMORY: Final = Instrument(
+    "ferrum.gpu.process.memory.usage", "updowncounter", "By", "GPU memory used by a compute process.")
+GPU_PCIE_THROUGHPUT: Final = Instrument(
+    "ferrum.gpu.pcie.throughput", "gauge", "By/s", "PCIe throughput of the GPU, sampled on the slow cadence.")
+GPU_BAR1_USAGE: Final = Instrument("ferrum.gpu.bar1.usage", "updowncounter", "By", "BAR1 memory used.")
+TORCH_MEMORY_ALLOCATED: Final = Instrument(
+    "ferrum.gpu.torch.memory.allocated", "updowncounter", "By", "Memory PyTorch's allocator has handed out.")
+TORCH_MEMORY_RESERVED: Final = Instrument(
+    "ferrum.gpu.torch.memory.reserved", "updowncounter", "By", "Memory PyTorch's caching allocator holds.")
+
+# ---- process and system (semantic conventions v1.44.0) --------------------------------
+SYSTEM_MEMORY_STATE: Final = "system.memory.state"
+CPU_MODE: Final = "cpu.mode"
+PROCESS_MEMORY_USAGE: Final = Instrument(
+    "process.memory.usage", "updowncounter", "By", "The amount of physical memory in use.")
+PROCESS_MEMORY_VIRTUAL: Final = Instrument(
+    "process.memory.virtual", "updowncounter", "By", "The amount of committed virtual memory.")
+PROCESS_CPU_UTILIZATION: Final = Instrument(
+    "process.cpu.utilization", "gauge", "1", "CPU time of the process over wall time and available CPUs.")
+SYSTEM_MEMORY_USAGE: Final = Instrument("system.memory.usage", "updowncounter", "By", "Reports memory in use by state.")
+SYSTEM_MEMORY_LIMIT: Final = Instrument("system.memory.limit", "updowncounter", "By", "Total virtual memory available.")
+SYSTEM_MEMORY_UTILIZATION: Final = Instrument(
+    "system.memory.utilization", "gauge", "1", "Percentage of memory bytes in use.")
+SYSTEM_CPU_UTILIZATION: Final = Instrument(
+    "system.cpu.utilization", "gauge", "1", "Fraction of CPU time in use, over all CPUs.")
+
+# ---- engine state (observe_engine) ---------------------------------------------------
+FERRUM_SCHEDULER_STATE: Final = "ferrum.scheduler.state"
+FERRUM_REQUEST_OUTCOME: Final = "ferrum.request.outcome"
+FERRUM_KV_BLOCK_STATE: Final = "ferrum.kv_cache.block.state"
+FERRUM_CACHE_RESULT: Final = "ferrum.kv_cache.result"
+FERRUM_COMPONENT: Final = "ferrum.component"
+FERRUM_HEALTH_STATE: Final = "ferrum.health.state"
+
+ENGINE_READY: Final = Instrument("ferrum.engine.ready", "gauge", "1", "1 while the engine accepts requests.")
+ENGINE_UPTIME: Final = Instrument("ferrum.engine.uptime", "gauge", "s", "Time since the engine started.")
+ENGINE_LOADED_MODELS: Final = Instrument("ferrum.engine.loaded_models", "updowncounter", "{model}", "Models loaded.")
+ENGINE_QUEUED_REQUESTS: Final = Instrument(
+    "ferrum.engine.queued_requests", "updowncounter", "{request}", "Requests queued, as the engine reports them.")
+ENGINE_MEMORY_USAGE: Final = Instrument(
+    "ferrum.engine.memory.usage", "updowncounter", "By", "Memory the engine reports in use.")
+SCHEDULER_REQUESTS: Final = Instrument(
+    "ferrum.scheduler.requests", "updowncounter", "{request}",
+    "Requests in the scheduler by ferrum.scheduler.state (waiting, running, preempted).")
+SCHEDULER_FINISHED: Final = Instrument(
+    "ferrum.scheduler.requests.finished", "counter", "{request}",
+    "Requests the scheduler finished, by ferrum.request.outcome (completed, failed, cancelled).")
+SCHEDULER_WAIT_TIME: Final = Instrument("ferrum.scheduler.wait_time", "gauge", "s", "Average wait in the queue.")
+SCHEDULER_EXECUTION_TIME: Final = Instrument(
+    "ferrum.scheduler.execution_time", "gauge", "s", "Average execution time of a request.")
+SCHEDULER_THROUGHPUT: Final = Instrument(
+    "ferrum.scheduler.throughput", "gauge", "{request}/s", "Requests per second through the scheduler.")
+SCHEDULER_QUEUE_UTILIZATION: Final = Instrument(
+    "ferrum.scheduler.queue.utilization", "gauge", "1", "Fraction of the waiting queue in use.")
+KV_CACHE_BLOCKS: Final = Instrument(
+    "ferrum.kv_cache.blocks", "updowncounter", "{block}", "KV cache blocks by ferrum.kv_cache.block.state (used, free).")
+KV_CACHE_BLOCKS_LIMIT: Final = Instrument("ferrum.kv_cache.blocks.limit", "updowncounter", "{block}", "KV cache blocks in all.")
+KV_CACHE_HIT_RATE: Final = Instrument("ferrum.kv_cache.hit_rate", "gauge", "1", "KV cache hit rate.")
+KV_CACHE_LOOKUPS: Final = Instrument(
+    "ferrum.kv_cache.lookups", "counter", "{lookup}", "KV cache lookups by ferrum.kv_cache.result (hit, miss).")
+KV_CACHE_EVICTIONS: Final = Instrument("ferrum.kv_cache.evictions", "counter", "{block}", "KV cache evictions.")
+KV_CACHE_BLOCK_UTILIZATION: Final = Instrument(
+    "ferrum.kv_cache.block.utilization", "gauge", "1", "Average fill of a KV cache block.")
+PREFIX_CACHE_HIT_RATE: Final = Instrument("ferrum.prefix_cache.hit_rate", "gauge", "1", "Prefix cache hit rate.")
+PREFIX_CACHE_PREFIXES: Final = Instrument(
+    "ferrum.prefix_cache.prefixes", "updowncounter", "{prefix}", "Prefixes held in the prefix cache.")
+PREFIX_CACHE_MEMORY_SAVED: Final = Instrument(
+    "ferrum.prefix_cache.memory_saved", "updowncounter", "By", "Memory the prefix cache saved.")
+PREFIX_CACHE_PREFIX_LENGTH: Final = Instrument(
+    "ferrum.prefix_cache.prefix_length", "gauge", "{token}", "Average length of a cached prefix.")
+BATCH_SIZE: Final = Instrument("ferrum.batch.size", "gauge", "{request}", "Average batch size.")
+BATCH_UTILIZATION: Final = Instrument("ferrum.batch.utilization", "gauge", "1", "Batch utilization rate.")
+BATCHES: Final = Instrument(
+    "ferrum.batches", "counter", "{batch}", "Batches by ferrum.batch.state (created, completed).")
+BATCH_DURATION: Final = Instrument("ferrum.batch.duration", "gauge", "s", "Average time to process a batch.")
+BATCH_TOKEN_THROUGHPUT: Final = Instrument(
+    "ferrum.batch.token_throughput", "gauge", "{token}/s", "Tokens per second across all batches.")
+FERRUM_BATCH_STATE: Final = "ferrum.batch.state"
+COMPONENT_HEALTH: Final = Instrument(
+    "ferrum.component.health", "updowncounter", "1",
+    "1 for the health state a component is in, 0 for the others (ferrum.component, ferrum.health.state).")

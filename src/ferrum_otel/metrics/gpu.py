@@ -1,0 +1,212 @@
+"""GPU observable instruments over the shared NVML sampler, and ``gpu_snapshot()``."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Iterable, Sequence
+
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+
+from .. import semconv as s
+from .._runtime import log_failure
+from ..schema import GpuMetrics
+from ._nvml import CLOCK_EVENT_REASONS, GpuDevice, GpuSampler, shared_sampler
+
+__all__ = ["GpuInstruments", "register_gpu_instruments", "instrument_gpu", "gpu_snapshot"]
+
+Reading = dict[str, Any]
+_NAN = float("nan")
+Emit = Callable[[GpuDevice, Reading, Reading], Iterable[tuple[float, dict[str, Any]]]]
+
+
+@functools.lru_cache(maxsize=4096)
+def _with(base: tuple[tuple[str, Any], ...], extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return {**dict(base), **dict(extra)}
+
+
+def _attrs(d: GpuDevice, **extra: Any) -> dict[str, Any]:
+    """The device's attributes plus ``extra``, built once per combination."""
+    return _with(tuple(d.attributes.items()), tuple((k.replace("__", "."), v) for k, v in extra.items()))
+
+
+def _utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    for task, key in (("general", "util_gpu"), ("encoder", "util_encoder"), ("decoder", "util_decoder")):
+        if key in r:
+            yield r[key], _attrs(d, hw__gpu__task=task)
+
+
+def _memory_utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    if "mem_used" in r and r.get("mem_total"):
+        yield r["mem_used"] / r["mem_total"], d.attributes
+
+
+def _key(key: str, scale: float = 1.0, **extra: Any) -> Emit:
+    def emit(d: GpuDevice, r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+        value = r.get(key, slow.get(key))
+        if value is not None:
+            yield value * scale, (_attrs(d, **extra) if extra else d.attributes)
+
+    return emit
+
+
+def _static(getter: Callable[[GpuDevice], Any]) -> Emit:
+    def emit(d: GpuDevice, _r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+        value = getter(d)
+        if value is not None:
+            yield value, d.attributes
+
+    return emit
+
+
+def _clocks(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    for clock in ("sm", "memory"):
+        if f"clock_{clock}_hz" in r:
+            yield r[f"clock_{clock}_hz"], _attrs(d, ferrum__gpu__clock=clock)
+
+
+def _max_clocks(d: GpuDevice, _r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    for clock, hz in d.max_clocks_hz.items():
+        yield hz, _attrs(d, ferrum__gpu__clock=clock)
+
+
+def _clock_events(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    mask = r.get("clock_events")
+    if mask is not None:
+        for bit, name in CLOCK_EVENT_REASONS:
+            yield (1 if mask & bit else 0), _attrs(d, ferrum__gpu__clock_event__reason=name)
+
+
+def _errors(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    for kind in ("uncorrected", "corrected"):
+        if f"ecc_{kind}" in r:
+            yield r[f"ecc_{kind}"], _attrs(d, hw__type=s.HW_TYPE_GPU, error__type=kind)
+
+
+def _processes(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    for pid, used in r.get("processes", ()):
+        yield used, _attrs(d, process__pid=pid)
+
+
+def _pcie(d: GpuDevice, _r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
+    for direction, key in (("transmit", "pcie_tx_Bps"), ("receive", "pcie_rx_Bps")):
+        if key in slow:
+            yield slow[key], _attrs(d, network__io__direction=direction)
+
+
+class GpuInstruments:
+    """The observable GPU instruments registered on one meter; ``close()`` silences them
+    (the OpenTelemetry API cannot remove a callback, so each checks a flag)."""
+
+    def __init__(self, meter: Meter, sampler: GpuSampler) -> None:
+        self.sampler = sampler
+        self.enabled = True
+        table: list[tuple[s.Instrument, Emit]] = [
+            (s.GPU_UTILIZATION, _utilization),
+            (s.GPU_MEMORY_USAGE, _key("mem_used")),
+            (s.GPU_MEMORY_LIMIT, _key("mem_total")),
+            (s.GPU_MEMORY_UTILIZATION, _memory_utilization),
+            (s.GPU_MEMORY_FREE, _key("mem_free")),
+            (s.GPU_MEMORY_RESERVED, _key("mem_reserved")),
+            (s.GPU_POWER, _key("power_w", hw__type=s.HW_TYPE_GPU)),
+            (s.GPU_POWER_LIMIT, _static(lambda d: d.power_limit_w)),
+            (s.GPU_ENERGY, _key("energy_j", hw__type=s.HW_TYPE_GPU)),
+            (s.GPU_TEMPERATURE, _key("temperature_c")),
+            (s.GPU_ERRORS, _errors),
+            (s.GPU_CLOCK, _clocks),
+            (s.GPU_CLOCK_MAX, _max_clocks),
+            (s.GPU_CLOCK_EVENTS, _clock_events),
+            (s.GPU_PERFORMANCE_STATE, _key("pstate")),
+            (s.GPU_PROCESS_MEMORY, _processes),
+            (s.GPU_PCIE_THROUGHPUT, _pcie),
+            (s.GPU_BAR1_USAGE, _key("bar1_used")),
+        ]
+        self.instruments = [register_observable(meter, spec, self._callback(emit)) for spec, emit in table]
+        self.instruments.append(register_observable(meter, s.GPU_STATUS, self._status))
+
+    def _callback(self, emit: Emit) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(_options: CallbackOptions) -> Iterable[Observation]:
+            if not self.enabled:
+                return []
+            try:
+                fast = self.sampler.readings()
+                slow = self.sampler.slow_readings()
+                devices = self.sampler.devices
+                return [Observation(value, attrs) for i, r in fast.items()
+                        for value, attrs in emit(devices[i], r, slow.get(i, {}))]
+            except Exception:  # noqa: BLE001 - one instrument's failure never stops a collection
+                log_failure("reading GPU metrics")
+                return []
+
+        return callback
+
+    def _status(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if not self.enabled or not self.sampler.available:
+            return []
+        out = []
+        for d in self.sampler.devices:
+            for state, on in (("ok", not d.lost), ("failed", d.lost)):
+                out.append(Observation(1 if on else 0, _attrs(d, hw__type=s.HW_TYPE_GPU, hw__state=state)))
+        return out
+
+    def close(self) -> None:
+        self.enabled = False
+
+
+def register_observable(meter: Meter, spec: s.Instrument, callback: Callable[..., Iterable[Observation]]) -> Any:
+    """Create the observable instrument ``spec`` describes, reporting through ``callback``."""
+    make = {
+        "gauge": meter.create_observable_gauge,
+        "counter": meter.create_observable_counter,
+        "updowncounter": meter.create_observable_up_down_counter,
+    }[spec.kind]
+    return make(spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
+
+
+def register_gpu_instruments(meter: Meter, sampler: GpuSampler | None = None) -> GpuInstruments | None:
+    """GPU instruments on ``meter`` if NVML answers; None (and one log line) if it does not."""
+    sampler = sampler or shared_sampler()
+    if not sampler.available:
+        return None
+    return GpuInstruments(meter, sampler)
+
+
+def instrument_gpu(
+    meter_provider: MeterProvider | None = None,
+    devices: Sequence[int | str] | None = None,
+    *,
+    all_processes: bool = False,
+    slow_interval: float = 10.0,
+) -> GpuInstruments | None:
+    """GPU metrics for hosts that own their providers; ``None`` where NVML does not answer.
+
+    ``devices`` limits them to some GPUs (indexes or UUIDs); ``all_processes`` reports the
+    GPU memory of every compute process, not only this one.
+    """
+    from opentelemetry import metrics
+
+    from .. import semconv as sc
+    from .._version import __version__
+
+    provider = meter_provider or metrics.get_meter_provider()
+    meter = provider.get_meter(sc.SCOPE_NAME, __version__, schema_url=sc.SCHEMA_URL)
+    sampler = shared_sampler(devices=devices, all_processes=all_processes, slow_interval_s=slow_interval)
+    return register_gpu_instruments(meter, sampler)
+
+
+def gpu_snapshot(sampler: GpuSampler | None = None) -> list[GpuMetrics]:
+    """One ``GpuMetrics`` per GPU, read now; an empty list where there is no GPU or NVML."""
+    sampler = sampler or shared_sampler()
+    if not sampler.available:
+        return []
+    out = []
+    for i, r in sampler.readings().items():
+        d = sampler.devices[i]
+        # A reading the GPU does not give is NaN, never a made-up 0 (serde writes it as null).
+        out.append(GpuMetrics(
+            utilization_percent=100.0 * r["util_gpu"] if "util_gpu" in r else _NAN,
+            memory_used_bytes=r.get("mem_used", 0),
+            memory_total_bytes=r.get("mem_total", d.memory_total or 0),
+            temperature_celsius=r.get("temperature_c", _NAN),
+            power_watts=r.get("power_w", _NAN),
+        ))
+    return out
