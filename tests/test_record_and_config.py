@@ -90,6 +90,8 @@ def test_record_request_refuses_bad_input():
         ({"metric_interval": 0}, {}, "metric_interval: expected a positive number"),
         ({}, {"OTEL_METRIC_EXPORT_INTERVAL": "soon"}, "OTEL_METRIC_EXPORT_INTERVAL: 'soon'"),
         ({"service_name": ""}, {}, "service_name"),
+        ({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "10"}, "OTEL_BSP_* settings: max_export_batch_size must be less"),
+        ({"prometheus": "9464"}, {}, "prometheus: '9464' is not host:port"),
     ],
 )
 def test_bad_settings_refused_at_configure(monkeypatch, kwargs, env, message):

@@ -1,0 +1,207 @@
+"""The providers and exporters ``configure()`` builds: OTLP, the local default, Prometheus.
+
+Nothing here waits on the network in the application's threads: spans go through a
+BatchSpanProcessor (a bounded queue, ``OTEL_BSP_MAX_QUEUE_SIZE``, 2048 by default; beyond
+it spans are dropped, never waited for) and metrics are aggregated in memory and read by
+a background reader.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from ._delivery import CountingMetricExporter, CountingSpanExporter, Ledger
+from ._settings import ConfigurationError, Settings
+
+__all__ = ["Pipeline", "build", "DEFAULT_OUTPUT", "DEFAULT_PROMETHEUS"]
+
+DEFAULT_OUTPUT = "ferrum-otel-telemetry"
+DEFAULT_PROMETHEUS = "127.0.0.1:9464"
+
+
+class Pipeline:
+    """What was built: providers (ours or passed in), what we own, where data goes."""
+
+    def __init__(self) -> None:
+        self.tracer_provider: Any = None
+        self.meter_provider: Any = None
+        self.owned: list[Any] = []
+        self.destinations: list[str] = []
+        self.ledger = Ledger()
+        self.summary: Any = None
+        self.prometheus_server: Any = None
+        self.is_global = False
+
+
+def _resource(settings: Settings) -> Any:
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    attrs: dict[str, Any] = dict(settings.resource_attributes)
+    if settings.service_name is not None:
+        attrs[SERVICE_NAME] = settings.service_name
+    # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME; arguments win.
+    return Resource.create(attrs)
+
+
+def parse_prometheus(value: str | bool | None) -> tuple[str, int] | None:
+    """``True`` (OTEL_EXPORTER_PROMETHEUS_HOST/PORT, else 127.0.0.1:9464) or ``"host:port"``."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        host = os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1")
+        port_text = os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
+        where = "OTEL_EXPORTER_PROMETHEUS_PORT"
+    elif isinstance(value, str):
+        host, sep, port_text = value.rpartition(":")
+        where = "prometheus"
+        if not sep or not host:
+            raise ConfigurationError(f"prometheus: {value!r} is not host:port (for example 127.0.0.1:9464)")
+    else:
+        raise ConfigurationError(f"prometheus: expected True, False or 'host:port', got {value!r}")
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigurationError(f"{where}: {port_text!r} is not a port number")
+    return host.strip("[]"), int(port_text)
+
+
+def build(
+    settings: Settings,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+    *,
+    output: Any,
+    console: bool | IO[str] | None,
+    prometheus: tuple[str, int] | None,
+    set_global: bool | None,
+) -> Pipeline:
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    p = Pipeline()
+    local = not settings.endpoints and (tracer_provider is None or meter_provider is None)
+    folder = None
+    if local and output is not False:
+        folder = Path(output if output not in (None, True) else os.environ.get("FERRUM_OTEL_OUTPUT", DEFAULT_OUTPUT))
+    resource = _resource(settings) if tracer_provider is None or meter_provider is None else None
+
+    if tracer_provider is None:
+        tp = SdkTracerProvider(resource=resource)
+        if "traces" in settings.endpoints:
+            exporter = CountingSpanExporter(_otlp_span_exporter(settings), p.ledger)
+            tp.add_span_processor(_batch(BatchSpanProcessor, exporter))
+            p.destinations.append(f"OTLP {settings.protocol} {settings.endpoints['traces']}")
+        elif folder is not None:
+            from ._local import JsonLinesSpanExporter
+
+            tp.add_span_processor(_batch(BatchSpanProcessor, JsonLinesSpanExporter(folder / "traces.jsonl")))
+            p.destinations.append(str(folder / "traces.jsonl"))
+        if local and console is not False:
+            from ._local import SummaryProcessor
+
+            p.summary = SummaryProcessor(console if console not in (None, True) else None, p.destinations)
+            tp.add_span_processor(p.summary)
+        tracer_provider = tp
+        p.owned.append(tp)
+
+    if meter_provider is None:
+        readers = []
+        interval_ms = settings.metric_interval_s * 1000
+        if "metrics" in settings.endpoints:
+            exporter = CountingMetricExporter(_otlp_metric_exporter(settings), p.ledger)
+            readers.append(PeriodicExportingMetricReader(
+                exporter, export_interval_millis=interval_ms, export_timeout_millis=settings.timeout_s * 1000))
+            p.destinations.append(f"OTLP {settings.protocol} {settings.endpoints['metrics']}")
+        elif folder is not None:
+            from ._local import JsonLinesMetricExporter
+
+            readers.append(PeriodicExportingMetricReader(
+                JsonLinesMetricExporter(folder / "metrics.jsonl"), export_interval_millis=interval_ms))
+            p.destinations.append(str(folder / "metrics.jsonl"))
+        if prometheus is not None:
+            readers.append(_prometheus_reader(p, *prometheus))
+        meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
+        p.owned.append(meter_provider)
+    elif prometheus is not None:
+        raise ConfigurationError("prometheus: give it with a meter provider ferrum-otel makes, not with meter_provider=")
+
+    p.tracer_provider, p.meter_provider = tracer_provider, meter_provider
+    if p.owned and set_global is not False:
+        p.is_global = _set_globals(tracer_provider if tracer_provider in p.owned else None,
+                                   meter_provider if meter_provider in p.owned else None)
+    return p
+
+
+def _batch(processor: Any, exporter: Any) -> Any:
+    """A BatchSpanProcessor; the SDK reads OTEL_BSP_* itself, and its complaints become ours."""
+    try:
+        return processor(exporter)
+    except ValueError as e:
+        raise ConfigurationError(f"OTEL_BSP_* settings: {e}") from None
+
+
+def _prometheus_reader(p: Pipeline, host: str, port: int) -> Any:
+    try:
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import start_http_server
+    except ImportError:
+        raise ConfigurationError(
+            "prometheus: the Prometheus exporter is not installed; pip install 'ferrum-otel[prometheus]'") from None
+    reader = PrometheusMetricReader()
+    try:
+        started = start_http_server(port, addr=host)
+    except OSError as e:
+        reader.shutdown()
+        raise ConfigurationError(f"prometheus: cannot listen on {host}:{port}: {e.strerror or e}") from None
+    p.prometheus_server = started[0] if isinstance(started, tuple) else None
+    p.destinations.append(f"Prometheus http://{host}:{port}/metrics")
+    return reader
+
+
+def _set_globals(tp: TracerProvider | None, mp: MeterProvider | None) -> bool:
+    """Make our providers the global ones if the process has none yet; the API allows once."""
+    done = False
+    if tp is not None and trace_api._TRACER_PROVIDER is None:  # noqa: SLF001 - read only
+        trace_api.set_tracer_provider(tp)
+        done = True
+    if mp is not None and metrics_api._internal._METER_PROVIDER is None:  # noqa: SLF001 - read only
+        metrics_api.set_meter_provider(mp)
+        done = True
+    return done
+
+
+def _otlp_span_exporter(settings: Settings) -> Any:
+    headers = settings.headers or None
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+
+        return GrpcSpanExporter(endpoint=settings.endpoints["traces"], headers=headers, timeout=settings.timeout_s,
+                                insecure=_grpc_insecure(settings, "traces"))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+
+    return HttpSpanExporter(endpoint=settings.endpoints["traces"], headers=headers, timeout=settings.timeout_s)
+
+
+def _otlp_metric_exporter(settings: Settings) -> Any:
+    headers = settings.headers or None
+    if settings.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
+
+        return GrpcMetricExporter(endpoint=settings.endpoints["metrics"], headers=headers,
+                                  timeout=settings.timeout_s, insecure=_grpc_insecure(settings, "metrics"))
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
+
+    return HttpMetricExporter(endpoint=settings.endpoints["metrics"], headers=headers, timeout=settings.timeout_s)
+
+
+def _grpc_insecure(settings: Settings, signal: str) -> bool:
+    if settings.insecure is not None:
+        return settings.insecure
+    return settings.endpoints[signal].startswith("http://")
