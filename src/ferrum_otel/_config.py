@@ -7,6 +7,7 @@ active, so no span is ever sent by two exporters.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -111,6 +112,10 @@ class Telemetry:
                 for provider in self.pipeline.owned:
                     try:
                         provider.shutdown()
+                        # Shut down here, so the SDK's own at-exit shutdown would only warn.
+                        handler = getattr(provider, "_atexit_handler", None)
+                        if handler is not None:
+                            atexit.unregister(handler)
                     except Exception:  # noqa: BLE001
                         _runtime.log_failure("shutting down telemetry")
         finally:
