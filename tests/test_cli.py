@@ -29,3 +29,147 @@ def test_gpu_check_without_a_gpu_says_why():
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0
     assert out.stdout.startswith("No GPU check:") and out.stdout.count("\n") == 1
+
+
+def _cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "ferrum_otel", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def test_demo_on_embedded_defaults(tmp_path):
+    """`ferrum-otel demo` serves requests, prints the report, and writes OTLP JSON locally."""
+    out = _cli("demo", "--requests", "16", "--concurrency", "4", "--seed", "3", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = out.stdout
+    for section in ("ferrum-otel demo: 16 requests", "░ queue   ▓ prefill   █ decode", "time to first token",
+                    "inter-token latency", "end to end", "throughput", "scheduler", "KV cache",
+                    "prefix-cache hit rate", "telemetry went to"):
+        assert section in report, section
+    assert "served 16/16 requests" in out.stderr  # the progress, as plain lines when not on a terminal
+    assert report.count("demo-00") >= 6  # the waterfall rows
+    traces = (tmp_path / "ferrum-otel-telemetry" / "traces.jsonl").read_text()
+    assert traces.count('"name":"text_completion llama-3-8b-sim"') == 16
+    metrics = (tmp_path / "ferrum-otel-telemetry" / "metrics.jsonl").read_text()
+    assert "ferrum.kv_cache.blocks" in metrics and "gen_ai.server.time_to_first_token" in metrics
+
+
+def test_demo_is_reproducible_by_seed(tmp_path):
+    """The same seed draws the same requests (so the same token total); another seed, others."""
+    import re
+
+    def tokens(seed: str, run: str) -> int:
+        out = _cli("demo", "--requests", "12", "--seed", seed, "--output", str(tmp_path / run))
+        return int(re.search(r"\((\d+) tokens in", out.stdout).group(1))
+
+    assert tokens("5", "a") == tokens("5", "b") != tokens("6", "c")
+
+
+def test_demo_ships_to_a_collector(tmp_path):
+    """--endpoint sends the demo's telemetry over OTLP; rotel receives every request span."""
+    from .backends import Rotel, parse_rotel, wait_for
+
+    rotel = Rotel(tmp_path)
+    try:
+        out = _cli("demo", "--requests", "8", "--endpoint", rotel.http)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"OTLP http/protobuf {rotel.http}/v1/traces" in out.stdout
+        wait_for(lambda: sum(sp["Name"] == "text_completion llama-3-8b-sim" for sp in parse_rotel(rotel.output())[0]) == 8,
+                 "8 demo requests in rotel", 30)
+    finally:
+        rotel.stop()
+
+
+def test_demo_refuses_bad_options():
+    """Bad numbers and endpoints are usage errors with a clear message, not tracebacks."""
+    out = _cli("demo", "--requests", "0")
+    assert out.returncode == 2 and "must be at least 1" in out.stderr
+    out = _cli("demo", "--endpoint", "localhost:4318")
+    assert out.returncode == 2 and "is not an http:// or https:// URL" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_gpu_command_without_a_gpu():
+    """`ferrum-otel gpu` says in one sentence why there is no GPU table."""
+    out = _cli("gpu")
+    assert out.returncode == 0 and out.stdout.startswith("No GPU metrics:") and out.stdout.count("\n") == 1
+
+
+def test_gpu_command_table_with_the_fake_nvml(capsys):
+    """With NVML answering, `ferrum-otel gpu` prints one row per GPU with the recorded values."""
+    import io
+    import json
+
+    from ferrum_otel._commands import gpu
+    from ferrum_otel._fake_nvml import FakeNvml
+    from ferrum_otel.metrics import _nvml
+
+    from .conftest import FIXTURES
+
+    probe = json.loads((FIXTURES / "nvml" / "h200-probe.json").read_text())
+    _nvml.reset_shared_sampler(_nvml.GpuSampler(FakeNvml(probe, gpus=2), slow_interval_s=3600))
+    try:
+        buf = io.StringIO()
+        assert gpu(buf) == 0
+    finally:
+        _nvml.reset_shared_sampler(None)
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "NVIDIA driver 580.159.04, 2 device(s)"
+    assert len(lines) == 4 and "NVIDIA H200" in lines[2] and "36 C" in lines[2] and "112/700 W" in lines[2]
+
+
+def test_doctor(tmp_path):
+    """`ferrum-otel doctor` reports the configuration, an endpoint that does not answer, and NVML."""
+    out = _cli("doctor", env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_SERVICE_NAME": "svc"})
+    assert out.returncode == 1
+    assert "nothing answers at 127.0.0.1:9" in out.stdout and "-> start a collector there" in out.stdout
+    assert "nvml" in out.stdout and "2 problem(s) to fix" in out.stdout
+    out = _cli("doctor", env={"OTEL_EXPORTER_OTLP_PROTOCOL": "carrier-pigeon", "OTEL_SERVICE_NAME": "svc"})
+    assert "refused: OTEL_EXPORTER_OTLP_PROTOCOL: 'carrier-pigeon'" in out.stdout
+
+
+def test_doctor_finds_a_live_collector(tmp_path):
+    """With rotel listening, doctor says the endpoint answers OTLP and finds nothing to fix there."""
+    from .backends import Rotel
+
+    rotel = Rotel(tmp_path)
+    try:
+        out = _cli("doctor", env={"OTEL_EXPORTER_OTLP_ENDPOINT": rotel.http, "OTEL_SERVICE_NAME": "svc"})
+    finally:
+        rotel.stop()
+    assert "answers OTLP/HTTP (status 200)" in out.stdout and out.returncode == 0, out.stdout
+
+
+def test_convert(tmp_path):
+    """`ferrum-otel convert` replays RequestMetrics (a file, an array or JSON lines) and engine state."""
+    from .conftest import FIXTURES
+
+    golden = FIXTURES / "serde" / "valid"
+    out = _cli("convert", str(golden / "RequestMetrics.json"), "--output", str(tmp_path / "a"))
+    assert out.returncode == 0 and "replayed 1 RequestMetrics" in out.stdout
+    lines = tmp_path / "many.jsonl"
+    one = (golden / "RequestMetrics.json").read_text().replace("\n", "")
+    lines.write_text(f"{one}\n{one}\n{one}\n")
+    out = _cli("convert", str(lines), "--output", str(tmp_path / "b"))
+    assert "replayed 3 RequestMetrics" in out.stdout
+    assert (tmp_path / "b" / "traces.jsonl").read_text().count('"name":"decode"') == 3
+    out = _cli("convert", str(golden / "SchedulerStats.json"), "--type", "SchedulerStats", "--output", str(tmp_path / "c"))
+    assert "replayed 1 SchedulerStats as engine-state metrics" in out.stdout
+    assert "ferrum.scheduler.requests" in (tmp_path / "c" / "metrics.jsonl").read_text()
+    out = _cli("convert", str(golden / "GpuMetrics.json"), "--type", "GpuMetrics", "--output", str(tmp_path / "d"))
+    assert out.returncode == 0 and "valid, but GpuMetrics has no spans or metrics of its own" in out.stdout
+
+
+def test_convert_errors_name_the_problem(tmp_path):
+    """A bad type name or a malformed document is one clear line and exit code 2."""
+    from .conftest import FIXTURES
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"request_id": "nope"}')
+    out = _cli("convert", str(bad))
+    assert out.returncode == 2 and "missing field" in out.stderr and str(bad) in out.stderr
+    out = _cli("convert", str(FIXTURES / "serde" / "valid" / "CacheStats.json"), "--type", "Bogus")
+    assert out.returncode == 2 and "'Bogus' is not a schema type" in out.stderr
+    out = _cli("convert", str(tmp_path / "missing.json"))
+    assert out.returncode == 2 and "No such file" in out.stderr

@@ -1,13 +1,24 @@
-"""The ``ferrum-otel`` command."""
+"""The ``ferrum-otel`` command: demo, gpu, doctor, convert, version."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import IO, Sequence
 
 from ._version import __version__
 
 __all__ = ["main"]
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,18 +28,64 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ferrum-otel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="serve simulated requests through a traced engine and report what was seen",
+                          description="A simulated continuous-batching engine serves a stream of requests, traced "
+                                      "with ferrum-otel; a report follows.")
+    demo.add_argument("--requests", type=_positive, default=48, metavar="N", help="requests to serve (48)")
+    demo.add_argument("--concurrency", type=_positive, default=12, metavar="N",
+                      help="requests decoding together, the batch size (12)")
+    demo.add_argument("--seed", type=int, default=7, metavar="N", help="random seed (7)")
+    demo.add_argument("--endpoint", metavar="URL",
+                      help="ship over OTLP to this collector (http://host:4318) instead of local files")
+    demo.add_argument("--output", metavar="DIR", help="folder for the local OTLP JSON files (./ferrum-otel-telemetry)")
+
+    sub.add_parser("gpu", help="show what NVML reports for each GPU, or say why there is nothing")
+    sub.add_parser("doctor", help="check the OTEL_* configuration, the endpoint and NVML, and say what to fix")
+
+    convert = sub.add_parser("convert", help="replay the Rust engine's JSON as spans and metrics",
+                             description="Read the Rust engine's JSON (one document, an array, or JSON lines) of a "
+                                         "schema type and replay it as OpenTelemetry spans and metrics.")
+    convert.add_argument("file", help="a JSON file, or - for standard input")
+    convert.add_argument("--type", dest="type_name", default="RequestMetrics",
+                         help="the schema type the JSON holds (RequestMetrics)")
+    convert.add_argument("--endpoint", metavar="URL", help="ship over OTLP to this collector instead of local files")
+    convert.add_argument("--output", metavar="DIR", help="folder for the local OTLP JSON files")
+
     sub.add_parser("version", help="print the installed version")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
+    out = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command in (None, "version"):
-        print(f"ferrum-otel {__version__}")
-        return 0
-    parser.error(f"unknown command {args.command!r}")  # argparse exits with status 2
-    return 2
+    try:
+        if args.command == "demo":
+            from ._demo import run_demo
+
+            return run_demo(args.requests, args.concurrency, args.seed, args.endpoint, args.output, out=out)
+        if args.command == "gpu":
+            from ._commands import gpu
+
+            return gpu(out)
+        if args.command == "doctor":
+            from ._commands import doctor
+
+            return doctor(out)
+        if args.command == "convert":
+            from ._commands import convert
+
+            return convert(args.file, args.type_name, args.endpoint, args.output, out)
+    except Exception as e:  # noqa: BLE001 - one clear line, not a traceback
+        from ._settings import ConfigurationError
+
+        if isinstance(e, (ConfigurationError, OSError, ValueError)):
+            print(f"ferrum-otel {args.command}: {e}", file=sys.stderr)
+            return 2
+        raise
+    print(f"ferrum-otel {__version__}", file=out)
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from operator import itemgetter
 from time import perf_counter_ns, time_ns
 from typing import Any, Callable
@@ -270,7 +270,7 @@ class RequestTracker:
         for name, start, end in intervals:
             if name == s.PHASE_DECODE:
                 tokens = self._tokens_between(start, end)
-                ops = tokens if self._chunks is None else bisect_right(times, end) - bisect_left(times, start)
+                ops = tokens if self._chunks is None else bisect_right(times, end) - bisect_right(times, start)
                 ops = ops or 1
             elif name == s.PHASE_PREFILL:
                 ops, tokens = 1, (self.input_tokens or 0) if first_prefill else 0
@@ -354,8 +354,9 @@ class RequestTracker:
         return intervals
 
     def _tokens_between(self, start: int, end: int) -> int:
-        """Output tokens marked within [start, end] (token times are in order)."""
-        lo, hi = bisect_left(self._times, start), bisect_right(self._times, end)
+        """Output tokens marked within (start, end]: a token marked at the very start of a
+        decode interval is the one the prefill produced (token times are in order)."""
+        lo, hi = bisect_right(self._times, start), bisect_right(self._times, end)
         chunks = self._chunks
         if not chunks:
             return hi - lo

@@ -1,0 +1,194 @@
+"""``ferrum-otel gpu``, ``doctor`` and ``convert``."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+__all__ = ["gpu", "doctor", "convert"]
+
+
+def gpu(out: IO[str]) -> int:
+    """A table of what NVML reports, or one sentence saying why there is none."""
+    from .metrics._nvml import shared_sampler
+
+    sampler = shared_sampler()
+    if not sampler.available:
+        print(f"No GPU metrics: {sampler.unavailable_reason or 'every GPU is lost'}.", file=out)
+        return 0
+    readings = sampler.readings()
+    print(f"NVIDIA driver {sampler.driver_version or '?'}, {len(sampler.devices)} device(s)", file=out)
+    head = f"{'#':>2}  {'name':<24}{'util':>6}{'memory used / total':>24}{'temp':>7}{'power':>14}  uuid"
+    print(head, file=out)
+    for i, d in enumerate(sampler.devices):
+        r = readings.get(i, {})
+        util = f"{100 * r['util_gpu']:.0f}%" if "util_gpu" in r else "n/a"
+        mem = (f"{r['mem_used'] / 2**30:.1f} / {r['mem_total'] / 2**30:.1f} GiB" if "mem_used" in r else "n/a")
+        temp = f"{r['temperature_c']:.0f} C" if "temperature_c" in r else "n/a"
+        limit = f"/{d.power_limit_w:.0f}" if d.power_limit_w else ""
+        power = f"{r['power_w']:.0f}{limit} W" if "power_w" in r else "n/a"
+        state = "LOST" if d.lost else ""
+        print(f"{d.index:>2}  {d.name[:23]:<24}{util:>6}{mem:>24}{temp:>7}{power:>14}  {d.uuid} {state}", file=out)
+    sampler.close()
+    return 0
+
+
+# ---- doctor ------------------------------------------------------------------------
+
+
+class _Checks:
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.problems = 0
+
+    def line(self, what: str, finding: str, fix: str | None = None) -> None:
+        print(f"  {what:<16}{finding}", file=self.out)
+        if fix:
+            self.problems += 1
+            print(f"  {'':<16}-> {fix}", file=self.out)
+
+
+def _reachable(url: str, protocol: str, timeout: float = 2.0) -> tuple[bool, str]:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as e:
+        return False, f"nothing answers at {parts.hostname}:{port} ({e.strerror or e})"
+    if protocol != "grpc":
+        request = urllib.request.Request(url, data=b"", method="POST",
+                                         headers={"Content-Type": "application/x-protobuf"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as r:  # noqa: S310 - the configured endpoint
+                return True, f"answers OTLP/HTTP (status {r.status})"
+        except urllib.error.HTTPError as e:
+            if e.code in (404, 405):
+                return False, f"answers, but {parts.path or '/'} is not an OTLP path (HTTP {e.code})"
+            return True, f"answers (HTTP {e.code})"
+        except (urllib.error.URLError, OSError) as e:
+            return False, f"connection opened but the request failed: {e}"
+    return True, f"accepts connections on {parts.hostname}:{port}"
+
+
+def doctor(out: IO[str]) -> int:
+    """Check what the environment configures, whether the endpoint answers, whether NVML is there."""
+    from importlib.metadata import version
+
+    from ._settings import ConfigurationError, resolve
+    from ._version import __version__
+
+    c = _Checks(out)
+    print("ferrum-otel doctor", file=out)
+    c.line("python", sys.version.split()[0])
+    try:
+        sdk = version("opentelemetry-sdk")
+    except Exception:  # noqa: BLE001
+        sdk = "not installed"
+    c.line("versions", f"ferrum-otel {__version__}, opentelemetry-sdk {sdk}")
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        c.line("sdk", "OTEL_SDK_DISABLED=true: nothing will be recorded", "unset OTEL_SDK_DISABLED to record")
+    try:
+        settings = resolve(service_name=None, endpoint=None, protocol=None, headers=None, resource_attributes=None,
+                           metric_interval=None, timeout=None)
+    except ConfigurationError as e:
+        c.line("configuration", f"refused: {e}", "correct the variable named above")
+        settings = None
+    if settings is not None:
+        service = os.environ.get("OTEL_SERVICE_NAME")
+        c.line("service name", service or "not set (spans will say unknown_service)",
+               None if service else "export OTEL_SERVICE_NAME=<your engine's name>")
+        if not settings.endpoints:
+            c.line("destination", "no OTLP endpoint: configure() writes OTLP JSON lines to ./ferrum-otel-telemetry")
+        for signal, url in settings.endpoints.items():
+            ok, finding = _reachable(url, settings.protocol)
+            c.line(signal, f"{settings.protocol} {url}: {finding}",
+                   None if ok else "start a collector there (collector-config/ has configurations) or fix "
+                                   "OTEL_EXPORTER_OTLP_ENDPOINT")
+        if settings.headers:
+            c.line("headers", ", ".join(f"{k}=***" for k in settings.headers))
+    from .metrics._nvml import shared_sampler
+
+    sampler = shared_sampler()
+    if sampler.available:
+        c.line("nvml", f"{len(sampler.devices)} GPU(s), driver {sampler.driver_version}: GPU metrics on")
+    else:
+        c.line("nvml", f"no GPU metrics: {sampler.unavailable_reason}")
+    try:
+        import opentelemetry.exporter.prometheus  # noqa: F401
+
+        c.line("prometheus", "exporter installed: configure(prometheus='127.0.0.1:9464') serves /metrics")
+    except ImportError:
+        c.line("prometheus", "exporter not installed (pip install 'ferrum-otel[prometheus]' to serve /metrics)")
+    print(f"\n{'no problems found' if not c.problems else f'{c.problems} problem(s) to fix'}", file=out)
+    return 1 if c.problems else 0
+
+
+# ---- convert -----------------------------------------------------------------------
+
+_GAUGE_SOURCES = {"EngineStatus": "status", "SchedulerStats": "scheduler", "CacheStats": "cache",
+                  "BatchingMetrics": "batching", "HealthStatus": "health"}
+
+
+def _documents(text: str) -> list[tuple[str, str]]:
+    """(where, JSON text) per document: one value, an array of values, or JSON lines."""
+    stripped = text.strip()
+    if not stripped:
+        raise ValueError("the input is empty")
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        lines = [(f"line {i}", line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+        if len(lines) > 1:
+            return lines
+        raise
+    if isinstance(value, list):
+        return [(f"item {i}", json.dumps(item)) for i, item in enumerate(value)]
+    return [("the document", stripped)]
+
+
+def convert(path: str, type_name: str, endpoint: str | None, output: str | None, out: IO[str]) -> int:
+    """Replay the engine's JSON: RequestMetrics as request spans and metrics, engine-state types
+    through the gauges; any other schema type is read and checked."""
+    import ferrum_otel
+    from ferrum_otel import schema
+    from ferrum_otel.serde import WireFormatError, loads
+
+    cls = getattr(schema, type_name, None)
+    if not isinstance(cls, type) or type_name not in schema.__all__:
+        raise ValueError(f"{type_name!r} is not a schema type; for example RequestMetrics, SchedulerStats, CacheStats")
+    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+    objects = []
+    for where, doc in _documents(text):
+        try:
+            objects.append(loads(doc, cls))
+        except WireFormatError as e:
+            raise ValueError(f"{path}, {where}: {e}") from None
+    handle = ferrum_otel.configure(service_name="ferrum-otel-convert", endpoint=endpoint, output=output,
+                                   console=False, gpu=False, memory=False)
+    try:
+        if type_name == "RequestMetrics":
+            for m in objects:
+                ferrum_otel.record_request(m)
+            summary = f"replayed {len(objects)} RequestMetrics as request spans with their phases, and metrics"
+        elif type_name in _GAUGE_SOURCES:
+            for obj in objects:
+                observer = ferrum_otel.observe_engine(**{_GAUGE_SOURCES[type_name]: (lambda o=obj: o)})
+                handle.force_flush()
+                observer.close()
+            summary = f"replayed {len(objects)} {type_name} as engine-state metrics"
+        else:
+            summary = (f"read {len(objects)} {type_name}: valid, but {type_name} has no spans or metrics of its own "
+                       f"(replayed types: RequestMetrics, {', '.join(_GAUGE_SOURCES)})")
+    finally:
+        handle.shutdown()
+    print(summary, file=out)
+    if handle.destinations and type_name in (("RequestMetrics",) + tuple(_GAUGE_SOURCES)):
+        print("telemetry went to " + "; ".join(handle.destinations), file=out)
+    return 0

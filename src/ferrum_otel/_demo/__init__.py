@@ -1,0 +1,64 @@
+"""``ferrum-otel demo``: a simulated engine serving a stream of requests, traced end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import IO
+
+import ferrum_otel
+
+from .engine import EngineConfig, SimEngine
+from .report import build_report
+
+__all__ = ["run_demo"]
+
+
+class Progress:
+    """A progress bar on a terminal; a few plain lines elsewhere (logs, CI)."""
+
+    def __init__(self, stream: IO[str], total: int) -> None:
+        self.stream = stream
+        self.total = total
+        self.tty = stream.isatty()
+        self.last_quarter = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.tty:
+            filled = int(30 * done / total)
+            self.stream.write(f"\r  serving [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} requests")
+            if done == total:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif 4 * done // total > self.last_quarter:
+            self.last_quarter = 4 * done // total
+            self.stream.write(f"  served {done}/{total} requests\n")
+            self.stream.flush()
+
+
+def run_demo(requests: int, concurrency: int, seed: int, endpoint: str | None, output: str | None,
+             out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+    handle = ferrum_otel.configure(
+        service_name="ferrum-otel-demo", endpoint=endpoint, output=output, console=False, metric_interval=1.0,
+    )
+    config = EngineConfig(requests=requests, concurrency=concurrency, seed=seed)
+    engine = SimEngine(config)
+    observer = ferrum_otel.observe_engine(scheduler=engine.scheduler_stats, cache=engine.cache_stats,
+                                          batching=engine.batching_metrics)
+    engine.on_finish = Progress(err, requests)
+    started = time.perf_counter()
+    try:
+        done = asyncio.run(engine.run())
+        wall = time.perf_counter() - started
+        report = build_report(engine, done, wall, handle.destinations, ferrum_otel.gpu_snapshot())
+    finally:
+        handle.shutdown()
+        observer.close()
+    print(report, file=out)
+    ledger = handle.ledger
+    if ledger is not None and (ledger.spans_lost or ledger.metric_exports_lost):
+        print(f"\n  warning: {ledger.spans_lost} spans and {ledger.metric_exports_lost} metric exports did not reach "
+              f"{endpoint}: is a collector listening there?", file=out)
+        return 1
+    return 0
