@@ -25,3 +25,12 @@ def fixtures() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"golden fixtures not found at {FIXTURES}; set FERRUM_OTEL_SHARED to the shared/ folder")
     return FIXTURES
+
+
+@pytest.fixture
+def cap():
+    """ferrum-otel configured with in-memory providers (see ferrum_otel.testing.capture)."""
+    from ferrum_otel.testing import capture
+
+    with capture() as c:
+        yield c

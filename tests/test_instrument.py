@@ -15,16 +15,9 @@ from opentelemetry.trace import StatusCode
 
 import ferrum_otel
 from ferrum_otel import semconv as s
-from ferrum_otel.testing import capture
 
 MODEL = "llama-3-8b"
 NAME = f"text_completion {MODEL}"
-
-
-@pytest.fixture
-def cap():
-    with capture() as c:
-        yield c
 
 
 def _only_root(cap):

@@ -19,12 +19,6 @@ MODEL = "llama-3-8b"
 NAME = f"text_completion {MODEL}"
 
 
-@pytest.fixture
-def cap():
-    with capture() as c:
-        yield c
-
-
 def _tree(cap, root_name=NAME):
     (root,) = cap.spans(root_name)
     return root, cap.children(root)

@@ -14,7 +14,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -57,6 +57,14 @@ class _LineWriter:
         self._file: IO[str] | None = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
+    def write_batch(self, encode: Callable[[], Any], what: str) -> bool:
+        """Encode one export request and append it as a line; False (and a log line) on failure."""
+        try:
+            return self.write(to_otlp_json(encode()))
+        except Exception:  # noqa: BLE001 - the exporter reports failure, the application goes on
+            log_failure(f"writing {what} to {self.path}")
+            return False
+
     def write(self, line: str) -> bool:
         with self._lock:
             if self._file is None:
@@ -80,11 +88,7 @@ class JsonLinesSpanExporter(SpanExporter):
         self.path = path
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        try:
-            ok = self._out.write(to_otlp_json(encode_spans(spans)))
-        except Exception:  # noqa: BLE001
-            log_failure(f"writing spans to {self.path}")
-            return SpanExportResult.FAILURE
+        ok = self._out.write_batch(lambda: encode_spans(spans), "spans")
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -103,11 +107,7 @@ class JsonLinesMetricExporter(MetricExporter):
         self.path = path
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
-        try:
-            ok = self._out.write(to_otlp_json(encode_metrics(metrics_data)))
-        except Exception:  # noqa: BLE001
-            log_failure(f"writing metrics to {self.path}")
-            return MetricExportResult.FAILURE
+        ok = self._out.write_batch(lambda: encode_metrics(metrics_data), "metrics")
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

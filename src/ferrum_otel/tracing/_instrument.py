@@ -243,6 +243,8 @@ def _wrap_async_generator(spec: _Spec) -> Callable[..., Any]:
         except BaseException as exc:
             tracker._exit_with(exc)
             raise
+        # The same protocol as the generator loop above: a generator and an async generator
+        # cannot share one body without a call per token on the hot path.
         step, value = agen.asend, None
         append, collect = tracker._times.append, _collector(tracker)
         while True:
