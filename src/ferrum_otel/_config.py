@@ -82,7 +82,8 @@ class Telemetry:
                 return
             self._closed = True
         if self.runtime is not None:
-            _runtime.uninstall(self.runtime)
+            # Quiet until configure() again, even where global providers would still answer.
+            _runtime.uninstall(self.runtime, quiet=True)
         if self.pipeline is None:
             self._close_gauges()
             return
@@ -206,13 +207,14 @@ def configure(
 
 
 def shutdown(timeout_s: float = 5.0) -> None:
-    """Shut down what the last ``configure()`` set up; ferrum-otel goes quiet again."""
+    """Shut down what the last ``configure()`` set up; ferrum-otel stays quiet (even with
+    global providers set) until ``configure()`` or the instrumentor turns it on again."""
     global _current
     with _lock:
         handle, _current = _current, None
     if handle is not None:
         handle.shutdown(timeout_s)
-    _runtime.install(None)
+    _runtime.install(None, disabled=True)
 
 
 def _gauges(runtime: Runtime | None, gpu: bool | None, memory: bool) -> list[Any]:

@@ -105,12 +105,14 @@ def install(runtime: Runtime | None, *, disabled: bool = False) -> Runtime | Non
     return previous
 
 
-def uninstall(runtime: Runtime) -> None:
-    """Deactivate ``runtime`` if it is still the active one."""
-    global _installed
+def uninstall(runtime: Runtime, *, quiet: bool = False) -> None:
+    """Deactivate ``runtime`` if it is still the active one; ``quiet`` also stops the
+    fallback to the global providers until something installs a runtime again."""
+    global _installed, _disabled
     with _lock:
         if _installed is runtime:
             _installed = None
+            _disabled = _disabled or quiet
 
 
 def sdk_disabled_by_env() -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from .. import semconv as s
-from .._runtime import log_failure
+from .._runtime import log_failure, logger
 from ..schema import GpuMetrics
 from ._nvml import CLOCK_EVENT_REASONS, GpuDevice, GpuSampler, shared_sampler
 
@@ -190,6 +190,10 @@ def instrument_gpu(
     provider = meter_provider or metrics.get_meter_provider()
     meter = provider.get_meter(sc.SCOPE_NAME, __version__, schema_url=sc.SCHEMA_URL)
     sampler = shared_sampler(devices=devices, all_processes=all_processes, slow_interval_s=slow_interval)
+    sampler.all_processes = all_processes
+    if devices is not None and sampler._wanted != list(devices):  # noqa: SLF001
+        logger.warning("ferrum-otel: the GPU sampler already runs for devices %s; devices=%s is not applied "
+                       "(one sampler per process)", sampler._wanted or "all", list(devices))  # noqa: SLF001
     return register_gpu_instruments(meter, sampler)
 
 
