@@ -8,7 +8,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from typing import IO, Any
+from typing import IO
 from urllib.parse import urlsplit
 
 __all__ = ["gpu", "doctor", "convert"]

@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 
 from ..schema._errors import SchemaError
 from ..schema._types import check_for, describe
-from ._hooks import DupDict, Fail, _identity, converter, writer_for
+from . import _read  # noqa: F401 - registers the structure hooks
+from ._hooks import DupDict, Fail, converter, identity
+from ._write import writer_for
 from ._text import F32, write
 
 __all__ = ["loads", "dumps", "to_builtins", "from_builtins", "WireFormatError", "converter", "F32"]
@@ -118,7 +120,7 @@ def from_builtins(data: Any, cls: type[T] | Any) -> T:
     type_name = describe(cls)
     try:
         hook = converter.get_structure_hook(cls)
-        if hook is _identity:
+        if hook is identity:
             # Inside a struct the class's own field check validates scalars; at the top
             # level there is no class, so the same check runs here.
             try:

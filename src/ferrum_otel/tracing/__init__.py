@@ -3,6 +3,7 @@
 from ._instrument import instrument
 from ._record import record_request
 from ._request import current_request, request
-from ._tracker import NoopTracker, RequestTracker
+from ._noop import NoopTracker
+from ._tracker import RequestTracker
 
 __all__ = ["instrument", "record_request", "current_request", "request", "RequestTracker", "NoopTracker"]

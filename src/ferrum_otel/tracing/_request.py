@@ -14,7 +14,8 @@ from opentelemetry import trace as _trace_api
 
 from .. import _runtime
 from .._runtime import active, log_failure
-from ._tracker import CURRENT_KEY, NOOP, NoopTracker, RequestTracker
+from ._noop import NOOP, NoopTracker
+from ._tracker import CURRENT_KEY, RequestTracker
 
 __all__ = ["request", "current_request", "request_params", "parent_context"]
 

@@ -32,7 +32,7 @@ from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics,
 from ..schema._types import trusted_factory
 from ._emit import CANCELLED, ERROR, OK, Outcome, emit, start_attributes, start_request_span
 
-__all__ = ["RequestTracker", "NoopTracker", "NOOP", "CURRENT_KEY", "CANCELLATION"]
+__all__ = ["RequestTracker", "CURRENT_KEY", "CANCELLATION"]
 
 #: The OTel context key under which the enclosing tracker is stored.
 CURRENT_KEY = otel_context.create_key("ferrum_otel.request")
@@ -459,87 +459,3 @@ def _messages(role: str, text: str, finish_reason: str | None = None) -> str:
     if finish_reason is not None:
         message["finish_reason"] = finish_reason
     return json.dumps([message], ensure_ascii=False)
-
-
-class _NoopPhase:
-    __slots__ = ()
-
-    def __enter__(self) -> _NoopPhase:
-        return self
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
-
-    async def __aenter__(self) -> _NoopPhase:
-        return self
-
-    async def __aexit__(self, *exc: object) -> bool:
-        return False
-
-
-_NOOP_PHASE = _NoopPhase()
-
-
-class NoopTracker:
-    """What ``request()`` gives when no SDK is set up: every call does nothing, at once."""
-
-    __slots__ = ()
-    metrics = None
-    model = None
-    request_id = None
-    external_id = None
-    finished = False
-    output_tokens = 0
-    span = None
-
-    @property
-    def phases(self) -> dict[str, PhaseMetrics]:
-        return {}
-
-    def token(self, n: int = 1) -> None:
-        pass
-
-    def phase(self, name: str) -> _NoopPhase:
-        return _NOOP_PHASE
-
-    def mark_phase(self, name: str | None) -> None:
-        pass
-
-    def preempted(self) -> None:
-        pass
-
-    def set_output_tokens(self, n: int) -> None:
-        pass
-
-    def set_input_tokens(self, n: int) -> None:
-        pass
-
-    def add_completion(self, text: str) -> None:
-        pass
-
-    def finish(self, reason: str = "stop") -> None:
-        return None
-
-    def fail(self, exc: BaseException | str) -> None:
-        return None
-
-    def cancel(self) -> None:
-        return None
-
-    def __enter__(self) -> NoopTracker:
-        return self
-
-    def __exit__(self, *exc: object) -> bool:
-        return False
-
-    async def __aenter__(self) -> NoopTracker:
-        return self
-
-    async def __aexit__(self, *exc: object) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return "<NoopTracker: no OpenTelemetry SDK configured>"
-
-
-NOOP = NoopTracker()
