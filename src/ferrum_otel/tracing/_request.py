@@ -107,9 +107,8 @@ def _start_request(
     parent = parent_context(context)
     try:
         return RequestTracker(
-            rt, model=model, operation=operation, provider=provider, request_id=request_id, client_id=client_id,
-            input_tokens=input_tokens, params=params, attributes=dict(attributes) if attributes else None,
-            context=parent, prompt=prompt,
+            rt, model, operation, provider, request_id, client_id, input_tokens, params,
+            dict(attributes) if attributes else None, parent, prompt,
         )
     except Exception:  # noqa: BLE001 - a broken SDK must not break inference code
         log_failure("starting a request")

@@ -102,7 +102,6 @@ class RequestTracker:
     def __init__(
         self,
         rt: Runtime,
-        *,
         model: str | None = None,
         operation: str = s.OPERATION_TEXT_COMPLETION,
         provider: str = s.PROVIDER_FERRUM,
@@ -340,7 +339,9 @@ class RequestTracker:
         caller did not mark them: prefill until the first token, decode from it to the last."""
         intervals = self._phases
         times = self._times
-        if times:
+        if times and not (len(intervals) >= 2 and intervals[-1][0] == s.PHASE_DECODE
+                          and intervals[-2][0] == s.PHASE_PREFILL):
+            # Unless the caller marked prefill then decode (the usual explicit case), infer.
             names = {p[0] for p in intervals}
             if s.PHASE_PREFILL not in names:
                 start = max((e for n, _b, e in intervals if n == s.PHASE_QUEUE), default=self._t0)
