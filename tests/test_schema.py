@@ -193,6 +193,19 @@ class TestTimestamp:
             with pytest.raises(schema.TimestampError):
                 Timestamp.parse(text)
 
+    def test_leap_second_to_datetime(self):
+        """A leap second converts to the last microsecond of its minute, as its docstring says."""
+        dt_ = Timestamp.parse("2016-12-31T23:59:60.500Z").to_datetime()
+        assert dt_ == dt.datetime(2016, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone.utc)
+
+    def test_duration_helpers(self):
+        """Duration converts from float seconds and to seconds and timedelta, and refuses bad parts."""
+        d = schema.Duration.from_secs_f64(2.5)
+        assert (d.secs, d.nanos) == (2, 500_000_000)
+        assert d.total_seconds() == 2.5 and d.to_timedelta() == dt.timedelta(seconds=2.5)
+        with pytest.raises(SchemaError, match="nanos must be 0..=999999999"):
+            schema.Duration(1, 10**9)
+
     def test_datetime_out_of_python_range(self):
         """to_datetime() of year 10000 says why it cannot."""
         with pytest.raises(schema.TimestampError, match="outside the years"):

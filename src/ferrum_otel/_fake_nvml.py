@@ -1,4 +1,4 @@
-"""A fake NVML that replays recorded readings: for tests, benchmarks and GPU-less demos.
+"""A fake NVML that replays recorded readings: for tests and benchmarks without a GPU.
 
 It offers the functions of ``pynvml`` (nvidia-ml-py) that ferrum-otel calls, answers from
 a probe recorded on a real GPU (``shared/fixtures/nvml/h200-probe.json``) or from a
@@ -209,7 +209,7 @@ class FakeNvml:
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return list(self._value("decoder_util"))
 
-    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
+    def nvmlDeviceGetTemperature(self, handle: Any, _sensor: int) -> int:
         self._call("nvmlDeviceGetTemperature", handle)
         return self._value("temperature_gpu_c")
 

@@ -9,7 +9,6 @@ providers are used once the host application (or ``opentelemetry-instrument``) h
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any
@@ -113,10 +112,6 @@ def uninstall(runtime: Runtime, *, quiet: bool = False) -> None:
         if _installed is runtime:
             _installed = None
             _disabled = _disabled or quiet
-
-
-def sdk_disabled_by_env() -> bool:
-    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 _last_logged: dict[str, float] = {}

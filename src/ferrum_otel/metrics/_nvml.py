@@ -46,7 +46,7 @@ class GpuDevice:
     """One GPU (or MIG instance) and what is known of it for good."""
 
     __slots__ = ("index", "handle", "uuid", "name", "attributes", "memory_total", "power_limit_w", "max_clocks_hz",
-                 "is_mig", "lost", "unsupported", "_failed_logged")
+                 "lost", "unsupported", "_failed_logged", "_attribute_sets")
 
     def __init__(self, index: int, handle: Any, uuid: str, name: str, parent: str | None) -> None:
         self.index = index
@@ -58,13 +58,23 @@ class GpuDevice:
         }
         if parent is not None:
             self.attributes[s.FERRUM_GPU_MIG_PARENT] = parent
-        self.is_mig = parent is not None
         self.memory_total: int | None = None
         self.power_limit_w: float | None = None
         self.max_clocks_hz: dict[str, float] = {}
         self.lost = False
         self.unsupported: set[str] = set()
         self._failed_logged: set[str] = set()
+        self._attribute_sets: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+
+    def attributes_with(self, extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+        """The device's attributes plus ``extra``, made once per combination: a collection
+        reuses the same dicts rather than building a new one for every point."""
+        attrs = self._attribute_sets.get(extra)
+        if attrs is None:
+            attrs = {**self.attributes, **dict(extra)}
+            if len(self._attribute_sets) < 1024:  # process ids come and go; keep the cache bounded
+                self._attribute_sets[extra] = attrs
+        return attrs
 
 
 def _text(value: Any) -> str:

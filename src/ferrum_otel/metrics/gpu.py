@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Iterable, Sequence
 
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
@@ -19,20 +18,24 @@ _NAN = float("nan")
 Emit = Callable[[GpuDevice, Reading, Reading], Iterable[tuple[float, dict[str, Any]]]]
 
 
-@functools.lru_cache(maxsize=4096)
-def _with(base: tuple[tuple[str, Any], ...], extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
-    return {**dict(base), **dict(extra)}
+def _extra(**extra: Any) -> tuple[tuple[str, Any], ...]:
+    """Extra point attributes as a hashable key; ``a__b`` stands for ``a.b``."""
+    return tuple((k.replace("__", "."), v) for k, v in extra.items())
 
 
-def _attrs(d: GpuDevice, **extra: Any) -> dict[str, Any]:
-    """The device's attributes plus ``extra``, built once per combination."""
-    return _with(tuple(d.attributes.items()), tuple((k.replace("__", "."), v) for k, v in extra.items()))
+_TASKS = [(key, _extra(hw__gpu__task=task)) for task, key in
+          (("general", "util_gpu"), ("encoder", "util_encoder"), ("decoder", "util_decoder"))]
+_CLOCKS = {clock: _extra(ferrum__gpu__clock=clock) for clock in ("sm", "memory")}
+_REASONS = [(bit, _extra(ferrum__gpu__clock_event__reason=name)) for bit, name in CLOCK_EVENT_REASONS]
+_ECC = [(f"ecc_{kind}", _extra(hw__type=s.HW_TYPE_GPU, error__type=kind)) for kind in ("uncorrected", "corrected")]
+_PCIE = [(key, _extra(network__io__direction=d)) for d, key in (("transmit", "pcie_tx_Bps"), ("receive", "pcie_rx_Bps"))]
+_STATES = [(state, _extra(hw__type=s.HW_TYPE_GPU, hw__state=state)) for state in ("ok", "failed")]
 
 
 def _utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-    for task, key in (("general", "util_gpu"), ("encoder", "util_encoder"), ("decoder", "util_decoder")):
+    for key, extra in _TASKS:
         if key in r:
-            yield r[key], _attrs(d, hw__gpu__task=task)
+            yield r[key], d.attributes_with(extra)
 
 
 def _memory_utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
@@ -41,10 +44,12 @@ def _memory_utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tu
 
 
 def _key(key: str, scale: float = 1.0, **extra: Any) -> Emit:
+    attrs_key = _extra(**extra)
+
     def emit(d: GpuDevice, r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
         value = r.get(key, slow.get(key))
         if value is not None:
-            yield value * scale, (_attrs(d, **extra) if extra else d.attributes)
+            yield value * scale, (d.attributes_with(attrs_key) if attrs_key else d.attributes)
 
     return emit
 
@@ -59,38 +64,38 @@ def _static(getter: Callable[[GpuDevice], Any]) -> Emit:
 
 
 def _clocks(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-    for clock in ("sm", "memory"):
+    for clock, extra in _CLOCKS.items():
         if f"clock_{clock}_hz" in r:
-            yield r[f"clock_{clock}_hz"], _attrs(d, ferrum__gpu__clock=clock)
+            yield r[f"clock_{clock}_hz"], d.attributes_with(extra)
 
 
 def _max_clocks(d: GpuDevice, _r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
     for clock, hz in d.max_clocks_hz.items():
-        yield hz, _attrs(d, ferrum__gpu__clock=clock)
+        yield hz, d.attributes_with(_CLOCKS[clock])
 
 
 def _clock_events(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
     mask = r.get("clock_events")
     if mask is not None:
-        for bit, name in CLOCK_EVENT_REASONS:
-            yield (1 if mask & bit else 0), _attrs(d, ferrum__gpu__clock_event__reason=name)
+        for bit, extra in _REASONS:
+            yield (1 if mask & bit else 0), d.attributes_with(extra)
 
 
 def _errors(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-    for kind in ("uncorrected", "corrected"):
-        if f"ecc_{kind}" in r:
-            yield r[f"ecc_{kind}"], _attrs(d, hw__type=s.HW_TYPE_GPU, error__type=kind)
+    for key, extra in _ECC:
+        if key in r:
+            yield r[key], d.attributes_with(extra)
 
 
 def _processes(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
     for pid, used in r.get("processes", ()):
-        yield used, _attrs(d, process__pid=pid)
+        yield used, d.attributes_with(((s.PROCESS_PID, pid),))
 
 
 def _pcie(d: GpuDevice, _r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-    for direction, key in (("transmit", "pcie_tx_Bps"), ("receive", "pcie_rx_Bps")):
+    for key, extra in _PCIE:
         if key in slow:
-            yield slow[key], _attrs(d, network__io__direction=direction)
+            yield slow[key], d.attributes_with(extra)
 
 
 class GpuInstruments:
@@ -144,8 +149,8 @@ class GpuInstruments:
             return []
         out = []
         for d in self.sampler.devices:
-            for state, on in (("ok", not d.lost), ("failed", d.lost)):
-                out.append(Observation(1 if on else 0, _attrs(d, hw__type=s.HW_TYPE_GPU, hw__state=state)))
+            for state, extra in _STATES:
+                out.append(Observation(1 if (state == "failed") == d.lost else 0, d.attributes_with(extra)))
         return out
 
     def close(self) -> None:

@@ -41,7 +41,7 @@ __all__ = [
     "int_to_f32",
     "rust_kind",
     "describe",
-    "trusted",
+    "trusted_factory",
 ]
 
 
@@ -399,18 +399,10 @@ def schema(cls: type | None = None, *, default: bool = False) -> Any:
     return wrap if cls is None else wrap(cls)
 
 
-def trusted(cls: type[T], **values: Any) -> T:
-    """Build a schema object from values the caller made with the right types and ranges,
-    skipping the per-field checks: for ferrum-otel's own hot paths, never for user input."""
-    obj = object.__new__(cls)
-    for name, value in values.items():
-        object.__setattr__(obj, name, value)
-    return obj
-
-
 def trusted_factory(cls: type[T]) -> Callable[..., T]:
     """A positional constructor for ``cls`` (fields in declaration order) that skips the
-    field checks, as :func:`trusted` does, at the cost of one slot store per field."""
+    field checks, for values ferrum-otel made itself with the right types and ranges (its
+    hot paths), never for user input: one slot store per field."""
     setters = [cls.__dict__[f.name].__set__ for f in attrs.fields(cls)]
     params = ", ".join(f"v{i}" for i in range(len(setters)))
     body = "".join(f"    s{i}(o, v{i})\n" for i in range(len(setters)))

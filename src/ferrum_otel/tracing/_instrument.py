@@ -29,11 +29,7 @@ __all__ = ["instrument"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _per_call(value: Any, name: str) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
-    """A constant, or a callable taking the decorated function's arguments."""
-    if callable(value):
-        return lambda args, kwargs: value(*args, **kwargs)
-    return lambda args, kwargs: value
+_PER_CALL = ("model", "request_id", "client_id", "input_tokens", "context", "prompt")
 
 
 class _Spec:
@@ -46,11 +42,9 @@ class _Spec:
         self.token_count: Callable[[Any], int] | None = options["token_count"]
         if self.token_count is not None and not callable(self.token_count):
             raise TypeError(f"@instrument({fn.__qualname__}): token_count must be a callable, got {self.token_count!r}")
-        self.per_call = {
-            key: _per_call(options[key], key)
-            for key in ("model", "request_id", "client_id", "input_tokens", "context", "prompt")
-        }
-        self.dynamic = any(callable(options[k]) for k in self.per_call)
+        # Constants are settled now; only the options given as callables run per call.
+        self.constants = {key: options[key] for key in _PER_CALL if not callable(options[key])}
+        self.callables = [(key, options[key]) for key in _PER_CALL if callable(options[key])]
         self.params = request_params(
             options["max_tokens"], options["temperature"], options["top_p"], options["top_k"], options["seed"],
             options["stream"],
@@ -66,15 +60,17 @@ class _Spec:
         if rt is None:
             return None
         try:
-            v = {key: get(args, kwargs) for key, get in self.per_call.items()}
+            v = self.constants
+            if self.callables:
+                v = dict(v)
+                for key, fn in self.callables:
+                    v[key] = fn(*args, **kwargs)
             prompt = v["prompt"]
             if prompt is None and rt.capture_content:
                 prompt = next((a for a in args if isinstance(a, str)), None)
             return RequestTracker(
-                rt, model=v["model"], operation=self.operation, provider=self.provider,
-                request_id=v["request_id"], client_id=v["client_id"], input_tokens=v["input_tokens"],
-                params=self.params, attributes=self.attributes, context=parent_context(v["context"]),
-                prompt=prompt,
+                rt, v["model"], self.operation, self.provider, v["request_id"], v["client_id"], v["input_tokens"],
+                self.params, self.attributes, parent_context(v["context"]), prompt,
             )
         except Exception:  # noqa: BLE001 - instrumentation must not break the call
             log_failure(f"starting a request for {self.where}")
@@ -357,7 +353,6 @@ def instrument(
             wrapped = _wrap_coroutine(spec)
         else:
             wrapped = _wrap_function(spec)
-        wrapped.__ferrum_otel_instrumented__ = True  # type: ignore[attr-defined]
         return wrapped  # type: ignore[return-value]
 
     return decorate if func is None else decorate(func)

@@ -95,7 +95,7 @@ class RequestTracker:
     __slots__ = (
         "_rt", "model", "operation", "provider", "request_id", "external_id", "client_id", "input_tokens",
         "_span", "_t0", "_wall0", "_times", "_chunks", "_phases", "_open", "_preemptions", "_output_tokens",
-        "_finished", "metrics", "_phase_totals", "_phase_cache", "_token", "_prompt", "_completion", "_metric_attrs",
+        "_finished", "metrics", "_phase_totals", "_phase_cache", "_token", "_completion", "_metric_attrs",
         "_append",
     )
 
@@ -131,7 +131,6 @@ class RequestTracker:
         self.metrics: RequestMetrics | None = None
         self._phase_totals: dict[str, list[int]] = {}
         self._phase_cache: dict[str, PhaseMetrics] | None = None
-        self._prompt = prompt
         self._completion: list[str] | None = None
         self._token = None
         self._wall0 = time_ns()
