@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import ferrum_otel
+from .localfiles import run_file
 
 
 def test_version_from_the_installed_command():
@@ -49,9 +50,9 @@ def test_demo_on_embedded_defaults(tmp_path):
         assert section in report, section
     assert "served 16/16 requests" in out.stderr  # the progress, as plain lines when not on a terminal
     assert report.count("demo-00") >= 6  # the waterfall rows
-    traces = (tmp_path / "ferrum-otel-telemetry" / "traces.jsonl").read_text()
+    traces = run_file(tmp_path / "ferrum-otel-telemetry", "traces").read_text()
     assert traces.count('"name":"text_completion llama-3-8b-sim"') == 16
-    metrics = (tmp_path / "ferrum-otel-telemetry" / "metrics.jsonl").read_text()
+    metrics = run_file(tmp_path / "ferrum-otel-telemetry", "metrics").read_text()
     assert "ferrum.kv_cache.blocks" in metrics and "gen_ai.server.time_to_first_token" in metrics
 
 
@@ -153,10 +154,10 @@ def test_convert(tmp_path):
     lines.write_text(f"{one}\n{one}\n{one}\n")
     out = _cli("convert", str(lines), "--output", str(tmp_path / "b"))
     assert "replayed 3 RequestMetrics" in out.stdout
-    assert (tmp_path / "b" / "traces.jsonl").read_text().count('"name":"decode"') == 3
+    assert run_file(tmp_path / "b", "traces").read_text().count('"name":"decode"') == 3
     out = _cli("convert", str(golden / "SchedulerStats.json"), "--type", "SchedulerStats", "--output", str(tmp_path / "c"))
     assert "replayed 1 SchedulerStats as engine-state metrics" in out.stdout
-    assert "ferrum.scheduler.requests" in (tmp_path / "c" / "metrics.jsonl").read_text()
+    assert "ferrum.scheduler.requests" in run_file(tmp_path / "c", "metrics").read_text()
     out = _cli("convert", str(golden / "GpuMetrics.json"), "--type", "GpuMetrics", "--output", str(tmp_path / "d"))
     assert out.returncode == 0 and "valid, but GpuMetrics has no spans or metrics of its own" in out.stdout
 

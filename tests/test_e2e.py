@@ -48,7 +48,7 @@ def test_sdk_to_rotel(tmp_path, protocol, fake_gpu):
         _one_request()
         time.sleep(0.2)  # let the slow GPU cadence read once
         handle.shutdown()
-        assert handle.ledger.spans_lost == 0
+        assert handle.delivery().spans.lost == 0
 
         def arrived():
             spans, metrics = parse_rotel(rotel.output())

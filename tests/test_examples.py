@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from .backends import unavailable
+from .localfiles import run_file
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -21,7 +22,7 @@ def _run(name: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def _spans(folder: Path) -> list[dict]:
-    docs = [json.loads(line) for line in (folder / "traces.jsonl").read_text().splitlines()]
+    docs = [json.loads(line) for line in run_file(folder, "traces").read_text().splitlines()]
     return [sp for d in docs for rs in d["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
 
 
@@ -61,7 +62,7 @@ def test_engine_json(tmp_path):
     spans = _spans(tmp_path)
     assert {sp["name"] for sp in spans} == {"text_completion meta-llama/Llama-3.1-8B-Instruct", "queue", "prefill",
                                             "decode"}
-    metrics = (tmp_path / "metrics.jsonl").read_text()
+    metrics = run_file(tmp_path, "metrics").read_text()
     assert "ferrum.scheduler.requests" in metrics and "gen_ai.server.time_to_first_token" in metrics
 
 

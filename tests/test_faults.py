@@ -60,7 +60,7 @@ def test_collector_down_from_the_start(caplog, protocol):
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert ("could not be delivered" in lines[0].getMessage()) or ("gave up" in lines[0].getMessage())
     assert lines[0].exc_info is None
-    assert handle.ledger.spans_sent == 0
+    assert handle.delivery().spans.delivered == 0
 
 
 class BlackHole:

@@ -14,9 +14,10 @@ from ferrum_otel import semconv as s
 from ferrum_otel._settings import resolve
 from ferrum_otel.schema import PhaseMetrics, RequestMetrics
 from ferrum_otel.serde import loads
-from ferrum_otel.testing import capture
+from ferrum_otel.testing import InvalidArgument, capture
 
 from .conftest import FIXTURES
+from .localfiles import run_file
 
 
 def _golden(name, cls):
@@ -65,12 +66,12 @@ def test_record_request_with_phase_metrics_and_context():
 
 
 def test_record_request_refuses_bad_input():
-    """Wrong types and unknown phase names are clear errors."""
+    """Wrong types and unknown phase names are clear errors in strict mode (capture's default)."""
     with capture():
-        with pytest.raises(TypeError, match="takes a RequestMetrics"):
+        with pytest.raises(InvalidArgument, match="metrics=.* is not a RequestMetrics"):
             ferrum_otel.record_request({"request_id": "x"})
         m = _golden("RequestMetrics", RequestMetrics)
-        with pytest.raises(ValueError, match="unknown phase 'warmup'"):
+        with pytest.raises(InvalidArgument, match="name='warmup' is not a phase"):
             ferrum_otel.record_request(m, phases={"warmup": _golden("PhaseMetrics", PhaseMetrics)})
 
 
@@ -83,14 +84,15 @@ def test_record_request_refuses_bad_input():
         ({"endpoint": "http://collector:99999"}, {}, "invalid port"),
         ({}, {"OTEL_EXPORTER_OTLP_ENDPOINT": "ftp://x"}, "OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://x'"),
         ({}, {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "nope"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-        ({"headers": "api-key"}, {}, "headers: entry 1 ('api-key') is not key=value"),
-        ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "a=1,bad header=2"}, "'bad header' is not a valid header name"),
-        ({"headers": {"x": "a\nb"}}, {}, "must be a one-line string"),
+        ({"headers": "api-key"}, {}, "headers: entry 1 is not key=value"),
+        ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "a=1,bad header=2"}, "entry 2 has a key that is not a valid header name"),
+        ({"headers": {"x": "a\nb"}}, {}, "headers: the value of 'x' holds a control character"),
         ({}, {"OTEL_RESOURCE_ATTRIBUTES": "team"}, "OTEL_RESOURCE_ATTRIBUTES: entry 1"),
         ({"metric_interval": 0}, {}, "metric_interval: expected a positive number"),
         ({}, {"OTEL_METRIC_EXPORT_INTERVAL": "soon"}, "OTEL_METRIC_EXPORT_INTERVAL: 'soon'"),
         ({"service_name": ""}, {}, "service_name"),
-        ({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "10"}, "OTEL_BSP_* settings: max_export_batch_size must be less"),
+        ({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "10"},
+         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512) must not exceed OTEL_BSP_MAX_QUEUE_SIZE (10)"),
         ({"prometheus": "9464"}, {}, "prometheus: '9464' is not host:port"),
     ],
 )
@@ -136,13 +138,13 @@ def test_embedded_default_writes_otlp_json_and_a_summary(tmp_path, monkeypatch, 
     monkeypatch.setattr(socket, "create_connection", no_network)
     handle = ferrum_otel.configure(service_name="svc", output=tmp_path, set_global=False)
     try:
-        assert handle.destinations == [str(tmp_path / "traces.jsonl"), str(tmp_path / "metrics.jsonl")]
+        assert handle.destinations == [str(run_file(tmp_path, "traces")), str(run_file(tmp_path, "metrics"))]
         with ferrum_otel.request(model="m", input_tokens=2) as req:
             req.token()
             req.token()
     finally:
         ferrum_otel.shutdown()
-    lines = (tmp_path / "traces.jsonl").read_text().splitlines()
+    lines = run_file(tmp_path, "traces").read_text().splitlines()
     docs = [json.loads(line) for line in lines]
     spans = [sp for d in docs for rs in d["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
     names = {sp["name"] for sp in spans}
@@ -152,13 +154,13 @@ def test_embedded_default_writes_otlp_json_and_a_summary(tmp_path, monkeypatch, 
     assert all(sp["parentSpanId"] == root["spanId"] for sp in spans if sp is not root)
     resource = {a["key"]: a["value"] for a in docs[0]["resourceSpans"][0]["resource"]["attributes"]}
     assert resource["service.name"] == {"stringValue": "svc"}
-    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in run_file(tmp_path, "metrics").read_text().splitlines()]
     metric_names = {m["name"] for d in metrics for rm in d["resourceMetrics"] for sm in rm["scopeMetrics"]
                     for m in sm["metrics"]}
     assert "gen_ai.server.time_to_first_token" in metric_names
     err = capsys.readouterr().err
     assert "ferrum-otel: 1 requests (0 failed, 0 cancelled), 2 output tokens" in err
-    assert str(tmp_path / "traces.jsonl") in err
+    assert str(run_file(tmp_path, "traces")) in err
 
 
 def test_shutdown_leaves_ferrum_quiet():

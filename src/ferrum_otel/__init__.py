@@ -10,6 +10,8 @@ The public surface is what ``__all__`` lists; everything else lives in private m
 """
 
 from ._config import ConfigurationError, Telemetry, configure, shutdown
+from ._delivery import Delivery, SignalDelivery
+from ._log import InvalidArgument
 from ._version import __version__
 from .metrics.engine import observe_engine
 from .metrics.gpu import gpu_snapshot, instrument_gpu
@@ -22,6 +24,9 @@ __all__ = [
     "shutdown",
     "Telemetry",
     "ConfigurationError",
+    "InvalidArgument",
+    "Delivery",
+    "SignalDelivery",
     "instrument",
     "request",
     "current_request",

@@ -8,26 +8,27 @@ active, so no span is ever sent by two exporters.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import threading
+import time
 from typing import IO, Any, Mapping
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from . import _runtime
-from ._runtime import Runtime
+from ._delivery import Delivery
+from ._log import log_failure, logger, set_strict
 from ._pipeline import Pipeline, build, parse_prometheus
+from ._runtime import Runtime
 from ._settings import ConfigurationError, Settings, resolve
 
-__all__ = ["configure", "shutdown", "Telemetry", "ConfigurationError"]
-
-logger = logging.getLogger("ferrum_otel")
+__all__ = ["configure", "shutdown", "Telemetry", "ConfigurationError", "Delivery"]
 
 
 class Telemetry:
-    """What ``configure()`` set up.  ``shutdown()`` flushes and stops everything it started."""
+    """What ``configure()`` set up.  ``shutdown()`` flushes and stops everything it started;
+    ``delivery()`` says what became of the telemetry."""
 
     def __init__(self, runtime: Runtime | None, pipeline: Pipeline | None, settings: Settings) -> None:
         self.runtime = runtime
@@ -51,32 +52,42 @@ class Telemetry:
     def enabled(self) -> bool:
         return self.runtime is not None and not self._closed
 
-    @property
-    def ledger(self) -> Any:
-        """Spans and metric exports delivered to and lost on the way to OTLP endpoints."""
-        return None if self.pipeline is None else self.pipeline.ledger
+    def delivery(self) -> Delivery:
+        """A frozen snapshot of what was produced, delivered, lost (by cause) and pending, per
+        signal; a signal is None where ferrum-otel does not own its export."""
+        p = self.pipeline
+        if p is None:
+            return Delivery(None, None)
+        return Delivery(
+            spans=None if p.span_ledger is None else p.span_ledger.snapshot(),
+            metric_points=None if p.metric_ledger is None else p.metric_ledger.snapshot(),
+        )
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
-        """Push out what is buffered.  True only says nothing timed out, not that it arrived
-        (see ``ledger`` for that)."""
+        """Push out what is buffered, returning within ``timeout_s`` (+ a few ms).  True says
+        only that nothing timed out, not that it arrived: ``delivery()`` says that."""
+        if self.runtime is None:
+            return True
+        deadline = time.monotonic() + timeout_s
         ok = True
-        for provider in self._providers():
-            try:
-                ok = bool(provider.force_flush(int(timeout_s * 1000))) and ok
-            except Exception:  # noqa: BLE001
-                _runtime.log_failure("flushing telemetry")
-                ok = False
+        p = self.pipeline
+        providers: list[Any] = [self.runtime.meter_provider]
+        if p is not None and p.span_processor is not None:
+            ok = p.span_processor.force_flush(int(timeout_s * 1000))
+        else:
+            providers.insert(0, self.runtime.tracer_provider)
+        for provider in providers:
+            if not hasattr(provider, "force_flush"):
+                continue
+            left = max(0.0, deadline - time.monotonic())
+            ok = _bounded(lambda pr=provider, ms=int(left * 1000): pr.force_flush(ms), left, "flushing telemetry") and ok
         return ok
 
-    def _providers(self) -> list[Any]:
-        if self.runtime is None:
-            return []
-        return [p for p in (self.runtime.tracer_provider, self.runtime.meter_provider) if hasattr(p, "force_flush")]
-
     def shutdown(self, timeout_s: float = 5.0) -> None:
-        """Flush, then stop what this handle made (not providers passed in), within about
-        ``timeout_s`` seconds: with the collector unreachable, what cannot be sent is
-        dropped and one log line says so."""
+        """Flush, then stop what this handle made (not providers passed in), returning within
+        ``timeout_s`` (+ about 0.5 s); what is not delivered by then is counted lost, and one
+        line says what was lost and why.  Providers made global stay up (the API sets them
+        once per process), flushed now and stopped, within the same bound, at exit."""
         with self._lock:
             if self._closed:
                 return
@@ -84,47 +95,31 @@ class Telemetry:
         if self.runtime is not None:
             # Quiet until configure() again, even where global providers would still answer.
             _runtime.uninstall(self.runtime, quiet=True)
-        if self.pipeline is None:
-            self._close_gauges()
+        self._close_gauges()
+        p = self.pipeline
+        if p is None:
             return
-        done = threading.Event()
-        worker = threading.Thread(target=self._stop, args=(timeout_s, done), name="ferrum-otel-shutdown", daemon=True)
-        worker.start()
-        finished = done.wait(timeout_s + 0.5)
-        ledger, where = self.pipeline.ledger, "; ".join(self.destinations) or "the exporters"
-        if not finished:
-            logger.warning("ferrum-otel: shutdown gave up after %.1f s; telemetry not yet sent to %s was dropped",
-                           timeout_s, where)
-        elif ledger.spans_lost or ledger.metric_exports_lost:
-            logger.warning("ferrum-otel: %d spans and %d metric exports could not be delivered to %s and were "
-                           "dropped", ledger.spans_lost, ledger.metric_exports_lost, where)
+        _forget_at_exit(self)
+        if p.is_global:
+            self.force_flush(timeout_s)
+            _linger(p)
+        else:
+            _stop_pipeline(p, timeout_s)
+        self._report()
 
-    def _stop(self, timeout_s: float, done: threading.Event) -> None:
-        try:
-            self.force_flush(timeout_s)  # the gauges report one last time before they go quiet
-            self._close_gauges()
-            server = self.pipeline.prometheus_server
-            if server is not None:
-                server.shutdown()
-                server.server_close()
-            if not self.pipeline.is_global:
-                # The OpenTelemetry API lets the global providers be set once per process;
-                # those stay up so that spans the application makes itself still go somewhere.
-                for provider in self.pipeline.owned:
-                    try:
-                        provider.shutdown()
-                        # Shut down here, so the SDK's own at-exit shutdown would only warn.
-                        handler = getattr(provider, "_atexit_handler", None)
-                        if handler is not None:
-                            atexit.unregister(handler)
-                    except Exception:  # noqa: BLE001
-                        _runtime.log_failure("shutting down telemetry")
-        finally:
-            done.set()
+    def _report(self) -> None:
+        delivery = self.delivery()
+        if self.summary is not None:
+            self.summary.report(delivery.line() if delivery.tracked else None)
+        elif delivery.tracked and not delivery.nothing_lost:
+            logger.warning("ferrum-otel: at shutdown, %s", delivery.line())
 
     def _close_gauges(self) -> None:
         for gauge in self.gauges:
-            gauge.close()
+            try:
+                gauge.close()
+            except Exception:  # noqa: BLE001
+                log_failure("closing the gauges")
 
     def __enter__(self) -> Telemetry:
         return self
@@ -135,6 +130,87 @@ class Telemetry:
     def __repr__(self) -> str:
         state = "off" if not self.enabled else ", ".join(self.destinations) or "host providers"
         return f"<ferrum_otel.Telemetry {state}>"
+
+
+def _start(fn: Any) -> threading.Thread:
+    thread = threading.Thread(target=fn, name="ferrum-otel-stop", daemon=True)
+    thread.start()
+    return thread
+
+
+def _bounded(fn: Any, timeout_s: float, what: str) -> bool:
+    """Run ``fn`` on a daemon thread and wait at most ``timeout_s``: a call that waits on the
+    network (an OTLP export with the collector black-holed) never holds the caller longer."""
+    result: list[bool] = []
+
+    def run() -> None:
+        try:
+            result.append(bool(fn()))
+        except Exception:  # noqa: BLE001
+            log_failure(what)
+            result.append(False)
+
+    _start(run).join(max(0.0, timeout_s))
+    return bool(result and result[0])
+
+
+def _stop_pipeline(p: Pipeline, timeout_s: float) -> None:
+    """Stop what ``p`` owns within ``timeout_s``: spans and metrics in parallel, each with the
+    whole deadline; then whatever is still pending is counted lost (``shutdown``)."""
+    deadline = time.monotonic() + timeout_s
+    ms = int(timeout_s * 1000)
+    jobs = []
+    if p.span_processor is not None:
+        jobs.append(lambda: p.span_processor.shutdown(ms))  # type: ignore[union-attr]
+    if p.prometheus_server is not None:
+        jobs.append(lambda: (p.prometheus_server.shutdown(), p.prometheus_server.server_close()))
+    for provider in p.owned:
+        jobs.append(lambda pr=provider: pr.shutdown(timeout_millis=ms) if pr is p.meter_provider else pr.shutdown())
+    threads = [_start(lambda job=job: _guarded(job)) for job in jobs]
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for ledger in (p.span_ledger, p.metric_ledger):
+        if ledger is not None:
+            ledger.close()
+
+
+def _guarded(job: Any) -> None:
+    try:
+        job()
+    except Exception:  # noqa: BLE001
+        log_failure("shutting down telemetry")
+
+
+# The SDK's providers would register their own exit handlers, which flush with no deadline
+# (12-15 s at exit with the collector down); ferrum-otel's providers do not, and one bounded
+# handler stops whatever configure() left running.
+AT_EXIT_TIMEOUT_S = 5.0
+_live: list[Telemetry] = []
+_lingering: list[Pipeline] = []
+
+
+def _at_exit() -> None:
+    with _lock:
+        handles, pipelines = list(_live), list(_lingering)
+        _lingering.clear()
+    for handle in handles:
+        handle.shutdown(AT_EXIT_TIMEOUT_S)
+    for p in pipelines:
+        _stop_pipeline(p, AT_EXIT_TIMEOUT_S)
+
+
+def _forget_at_exit(handle: Telemetry) -> None:
+    with _lock:
+        if handle in _live:
+            _live.remove(handle)
+
+
+def _linger(p: Pipeline) -> None:
+    with _lock:
+        _lingering.append(p)
+
+
+atexit.register(_at_exit)
 
 
 _lock = threading.Lock()
@@ -159,6 +235,7 @@ def configure(
     gpu: bool | None = None,
     memory: bool = True,
     prometheus: str | bool | None = None,
+    strict: bool = False,
 ) -> Telemetry:
     """Set up telemetry in one call; returns a handle whose ``shutdown()`` stops it.
 
@@ -170,7 +247,9 @@ def configure(
     ``./ferrum-otel-telemetry``) and prints a summary at shutdown; it never uses the network.
     ``gpu`` turns the NVML GPU instruments on (None: where NVML answers); ``memory`` the
     process and system memory and CPU instruments.  ``prometheus`` (``"host:port"`` or
-    True for 127.0.0.1:9464) also serves the metrics for Prometheus to scrape.
+    True for 127.0.0.1:9464) also serves the metrics for Prometheus to scrape.  ``strict``
+    makes a bad argument on the request path raise ``InvalidArgument`` (for tests) instead of
+    being dropped with a warning.
     """
     settings = resolve(
         service_name=service_name, endpoint=endpoint, protocol=protocol, headers=headers,
@@ -180,7 +259,7 @@ def configure(
         raise ConfigurationError(f"capture_content: expected True or False, got {capture_content!r}")
     if output is not None and output is not False and not isinstance(output, (str, os.PathLike)):
         raise ConfigurationError(f"output: expected a folder path or False, got {output!r}")
-    for name, value in (("gpu", gpu), ("memory", memory)):
+    for name, value in (("gpu", gpu), ("memory", memory), ("strict", strict)):
         if value is not None and not isinstance(value, bool):
             raise ConfigurationError(f"{name}: expected True, False or None, got {value!r}")
     prometheus_at = parse_prometheus(prometheus)
@@ -191,6 +270,7 @@ def configure(
     if previous is not None:
         previous.shutdown()
 
+    set_strict(bool(strict))
     if settings.disabled:
         _runtime.install(None, disabled=True)
         handle = Telemetry(None, None, settings)
@@ -198,11 +278,14 @@ def configure(
         pipeline = build(settings, tracer_provider, meter_provider, output=output, console=console,
                          prometheus=prometheus_at, set_global=set_global)
         runtime = Runtime(pipeline.tracer_provider, pipeline.meter_provider, capture_content=capture_content)
+        runtime.span_ledger = pipeline.span_ledger
         handle = Telemetry(runtime, pipeline, settings)
         handle.gauges = _gauges(runtime, gpu, memory)
         _runtime.install(runtime)
     with _lock:
         _current = handle
+        if handle.pipeline is not None and handle.pipeline.owned:
+            _live.append(handle)
     return handle
 
 
@@ -240,5 +323,5 @@ def _gauges(runtime: Runtime | None, gpu: bool | None, memory: bool) -> list[Any
             elif gpu is True:
                 logger.warning("ferrum-otel: GPU metrics were asked for but %s", sampler.unavailable_reason)
     except Exception:  # noqa: BLE001 - gauges are an extra; tracing goes on without them
-        _runtime.log_failure("setting up the GPU and memory instruments")
+        log_failure("setting up the GPU and memory instruments")
     return out

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
@@ -24,9 +26,9 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import semconv as s
-from ._runtime import log_failure
+from ._log import log_failure
 
-__all__ = ["JsonLinesSpanExporter", "JsonLinesMetricExporter", "SummaryProcessor"]
+__all__ = ["JsonLinesSpanExporter", "JsonLinesMetricExporter", "SummaryProcessor", "run_files"]
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 
@@ -50,11 +52,29 @@ def to_otlp_json(message: Any) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
+def run_files(folder: Path, signals: tuple[str, ...]) -> dict[str, Path]:
+    """One new file per signal for this run, ``{signal}-{UTC start}-{pid}.jsonl``: a run never
+    appends to an earlier run's file, and two processes sharing the folder never share a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for attempt in range(1, 1000):
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        paths = {sig: folder / f"{sig}-{stamp}-{os.getpid()}{suffix}.jsonl" for sig in signals}
+        if not any(os.path.lexists(p) for p in paths.values()):
+            return paths
+    raise OSError(f"{folder}: no free file name for this run")
+
+
 class _LineWriter:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # O_EXCL|O_NOFOLLOW: never through a symbolic link, never into a file that is already there.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            raise OSError(f"{path} already exists (or is a link): ferrum-otel writes only new files") from None
         self.path = path
-        self._file: IO[str] | None = path.open("a", encoding="utf-8")
+        self._file: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
 
     def write_batch(self, encode: Callable[[], Any], what: str) -> bool:
@@ -160,17 +180,25 @@ class SummaryProcessor(SpanProcessor):
             if self.duration_ms:
                 parts.append(f"duration p50 {_percentile(self.duration_ms, 0.5):.0f} ms, "
                              f"p99 {_percentile(self.duration_ms, 0.99):.0f} ms")
-        where = "; ".join(self._destinations)
-        return "ferrum-otel: " + "; ".join(parts) + (f"\nferrum-otel: telemetry written to {where}" if where else "")
+        return "ferrum-otel: " + "; ".join(parts)
 
-    def shutdown(self) -> None:
+    def report(self, delivery_line: str | None) -> None:
+        """Print the summary once, with where the telemetry went and what was lost."""
         if self._printed:
             return
         self._printed = True
+        text = self.summary()
+        if self._destinations:
+            text += "\nferrum-otel: telemetry written to " + "; ".join(self._destinations)
+        if delivery_line:
+            text += "\nferrum-otel: " + delivery_line
         try:
-            print(self.summary(), file=self._stream or sys.stderr, flush=True)
+            print(text, file=self._stream or sys.stderr, flush=True)
         except Exception:  # noqa: BLE001 - a closed stream at exit is not worth a traceback
             pass
+
+    def shutdown(self) -> None:
+        pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

@@ -1,9 +1,11 @@
 """The providers and exporters ``configure()`` builds: OTLP, the local default, Prometheus.
 
-Nothing here waits on the network in the application's threads: spans go through a
-BatchSpanProcessor (a bounded queue, ``OTEL_BSP_MAX_QUEUE_SIZE``, 2048 by default; beyond
-it spans are dropped, never waited for) and metrics are aggregated in memory and read by
-a background reader.
+Nothing here waits on the network in the application's threads: spans go through
+ferrum-otel's own processor (a bounded queue, ``OTEL_BSP_MAX_QUEUE_SIZE``, 2048 by default;
+beyond it spans are dropped and counted, never waited for) and metrics are aggregated in
+memory and read by a background reader.  Every export ferrum-otel owns is counted in a
+ledger per signal (``_delivery``).  The providers made here never register the SDK's own
+exit handler: ``configure()`` registers a bounded one instead.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from opentelemetry import trace as trace_api
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from ._delivery import CountingMetricExporter, CountingSpanExporter, Ledger
+from ._delivery import CountingMetricExporter, CountingSpanExporter, SignalLedger, redact_url
+from ._processor import DeliverySpanProcessor
 from ._settings import ConfigurationError, Settings
 
-__all__ = ["Pipeline", "build", "DEFAULT_OUTPUT", "DEFAULT_PROMETHEUS"]
+__all__ = ["Pipeline", "build", "DEFAULT_OUTPUT"]
 
 DEFAULT_OUTPUT = "ferrum-otel-telemetry"
-DEFAULT_PROMETHEUS = "127.0.0.1:9464"
 
 
 class Pipeline:
@@ -34,7 +36,9 @@ class Pipeline:
         self.meter_provider: Any = None
         self.owned: list[Any] = []
         self.destinations: list[str] = []
-        self.ledger = Ledger()
+        self.span_ledger: SignalLedger | None = None
+        self.metric_ledger: SignalLedger | None = None
+        self.span_processor: DeliverySpanProcessor | None = None
         self.summary: Any = None
         self.prometheus_server: Any = None
         self.is_global = False
@@ -83,26 +87,39 @@ def build(
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     p = Pipeline()
     local = not settings.endpoints and (tracer_provider is None or meter_provider is None)
-    folder = None
+    files: dict[str, Path] = {}
     if local and output is not False:
+        from ._local import run_files
+
         folder = Path(output if output not in (None, True) else os.environ.get("FERRUM_OTEL_OUTPUT", DEFAULT_OUTPUT))
+        try:
+            files = run_files(folder, ("traces", "metrics"))
+        except OSError as e:
+            raise ConfigurationError(f"output: cannot write telemetry files in {folder}: {e}") from None
     resource = _resource(settings) if tracer_provider is None or meter_provider is None else None
 
     if tracer_provider is None:
-        tp = SdkTracerProvider(resource=resource)
+        tp = SdkTracerProvider(resource=resource, shutdown_on_exit=False)
+        exporter: Any = None
         if "traces" in settings.endpoints:
-            exporter = CountingSpanExporter(_otlp_span_exporter(settings), p.ledger)
-            tp.add_span_processor(_batch(BatchSpanProcessor, exporter))
-            p.destinations.append(f"OTLP {settings.protocol} {settings.endpoints['traces']}")
-        elif folder is not None:
+            exporter, where = _otlp_span_exporter(settings), _otlp_where(settings, "traces")
+        elif "traces" in files:
             from ._local import JsonLinesSpanExporter
 
-            tp.add_span_processor(_batch(BatchSpanProcessor, JsonLinesSpanExporter(folder / "traces.jsonl")))
-            p.destinations.append(str(folder / "traces.jsonl"))
+            exporter, where = JsonLinesSpanExporter(files["traces"]), str(files["traces"])
+        if exporter is not None:
+            p.span_ledger = SignalLedger("spans", where)
+            b = settings.batch
+            p.span_processor = DeliverySpanProcessor(
+                CountingSpanExporter(exporter, p.span_ledger), p.span_ledger, max_queue_size=b.max_queue_size,
+                schedule_delay_s=b.schedule_delay_s, max_export_batch_size=b.max_export_batch_size,
+                export_timeout_s=min(b.export_timeout_s, settings.timeout_s * 3),
+            )
+            tp.add_span_processor(p.span_processor)
+            p.destinations.append(where)
         if local and console is not False:
             from ._local import SummaryProcessor
 
@@ -114,20 +131,23 @@ def build(
     if meter_provider is None:
         readers = []
         interval_ms = settings.metric_interval_s * 1000
+        metric_exporter: Any = None
         if "metrics" in settings.endpoints:
-            exporter = CountingMetricExporter(_otlp_metric_exporter(settings), p.ledger)
-            readers.append(PeriodicExportingMetricReader(
-                exporter, export_interval_millis=interval_ms, export_timeout_millis=settings.timeout_s * 1000))
-            p.destinations.append(f"OTLP {settings.protocol} {settings.endpoints['metrics']}")
-        elif folder is not None:
+            metric_exporter, where = _otlp_metric_exporter(settings), _otlp_where(settings, "metrics")
+        elif "metrics" in files:
             from ._local import JsonLinesMetricExporter
 
+            metric_exporter, where = JsonLinesMetricExporter(files["metrics"]), str(files["metrics"])
+        if metric_exporter is not None:
+            p.metric_ledger = SignalLedger("metric points", where)
             readers.append(PeriodicExportingMetricReader(
-                JsonLinesMetricExporter(folder / "metrics.jsonl"), export_interval_millis=interval_ms))
-            p.destinations.append(str(folder / "metrics.jsonl"))
+                CountingMetricExporter(metric_exporter, p.metric_ledger), export_interval_millis=interval_ms,
+                export_timeout_millis=settings.timeout_s * 1000))
+            if where not in p.destinations:
+                p.destinations.append(where)
         if prometheus is not None:
             readers.append(_prometheus_reader(p, *prometheus))
-        meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers)
+        meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         p.owned.append(meter_provider)
     elif prometheus is not None:
         raise ConfigurationError("prometheus: give it with a meter provider ferrum-otel makes, not with meter_provider=")
@@ -139,12 +159,9 @@ def build(
     return p
 
 
-def _batch(processor: Any, exporter: Any) -> Any:
-    """A BatchSpanProcessor; the SDK reads OTEL_BSP_* itself, and its complaints become ours."""
-    try:
-        return processor(exporter)
-    except ValueError as e:
-        raise ConfigurationError(f"OTEL_BSP_* settings: {e}") from None
+def _otlp_where(settings: Settings, signal: str) -> str:
+    """The destination as it may be printed: user-info and query redacted."""
+    return f"OTLP {settings.protocol} {redact_url(settings.endpoints[signal])}"
 
 
 def _prometheus_reader(p: Pipeline, host: str, port: int) -> Any:

@@ -8,9 +8,7 @@ providers are used once the host application (or ``opentelemetry-instrument``) h
 
 from __future__ import annotations
 
-import logging
 import threading
-import time
 from typing import Any
 
 from opentelemetry import metrics as _metrics_api
@@ -19,11 +17,10 @@ from opentelemetry.metrics import Meter, MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
 from . import semconv
+from ._log import log_failure, logger
 from ._version import __version__
 
 __all__ = ["Runtime", "active", "install", "uninstall", "log_failure"]
-
-logger = logging.getLogger("ferrum_otel")
 
 
 class Runtime:
@@ -46,6 +43,8 @@ class Runtime:
         self.meter: Meter = meter_provider.get_meter(semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL)
         self.instruments = RequestInstruments(self.meter)
         self.capture_content = capture_content
+        #: Where refused requests are counted, when ferrum-otel owns the span export.
+        self.span_ledger: Any = None
         self._metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def metric_attributes(
@@ -112,15 +111,3 @@ def uninstall(runtime: Runtime, *, quiet: bool = False) -> None:
         if _installed is runtime:
             _installed = None
             _disabled = _disabled or quiet
-
-
-_last_logged: dict[str, float] = {}
-
-
-def log_failure(what: str) -> None:
-    """Log an internal failure with its traceback, at most once a minute per kind: the
-    instrumented application goes on, and a failing exporter cannot flood its logs."""
-    now = time.monotonic()
-    if now - _last_logged.get(what, -1e9) >= 60.0:
-        _last_logged[what] = now
-        logger.warning("ferrum-otel: failure while %s; the application goes on", what, exc_info=True)

@@ -22,8 +22,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ._config import Telemetry, configure
+from ._log import InvalidArgument, set_strict
 
-__all__ = ["capture", "Capture"]
+__all__ = ["capture", "Capture", "InvalidArgument"]
 
 
 class Capture:
@@ -83,19 +84,25 @@ class Capture:
 
 
 @contextlib.contextmanager
-def capture(**configure_kwargs: Any) -> Iterator[Capture]:
-    """Configure ferrum-otel with in-memory providers for the duration of the block."""
+def capture(*, strict: bool = True, **configure_kwargs: Any) -> Iterator[Capture]:
+    """Configure ferrum-otel with in-memory providers for the duration of the block.
+
+    Strict by default: a bad argument on the request path raises ``InvalidArgument`` here,
+    where production code would drop it with a warning; ``strict=False`` behaves as
+    production does."""
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    telemetry = configure(tracer_provider=tracer_provider, meter_provider=meter_provider, **configure_kwargs)
+    telemetry = configure(tracer_provider=tracer_provider, meter_provider=meter_provider, strict=strict,
+                          **configure_kwargs)
     try:
         yield Capture(telemetry, exporter, reader)
     finally:
         from ._config import shutdown
 
         shutdown()
+        set_strict(False)
         tracer_provider.shutdown()
         meter_provider.shutdown()

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from .. import semconv as s
-from .._runtime import logger
+from .._log import logger
 from ..schema import BatchingMetrics, CacheStats, EngineStatus, HealthStatus, SchedulerStats
 from .gpu import register_observable
 

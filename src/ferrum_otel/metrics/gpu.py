@@ -7,7 +7,7 @@ from typing import Any, Callable, Iterable, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from .. import semconv as s
-from .._runtime import log_failure, logger
+from .._log import log_failure, logger
 from ..schema import GpuMetrics
 from ._nvml import CLOCK_EVENT_REASONS, GpuDevice, GpuSampler, shared_sampler
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import semconv as s
-from .._runtime import log_failure
+from .._log import log_failure
 from ..schema import DiskMetrics, MemoryUsage, NetworkMetrics, SystemMetrics
 from ._nvml import GpuSampler, shared_sampler
 from .gpu import gpu_snapshot, register_observable

@@ -28,7 +28,8 @@ Phase = tuple[str, int, int, int, float, float, int]
 class Outcome:
     """How a request ended and the timing statistics computed at its end."""
 
-    __slots__ = ("status", "error_type", "error_message", "finish_reason", "duration_s", "ttft_s", "tpot_s", "itl_ms")
+    __slots__ = ("status", "error_type", "error_message", "finish_reason", "duration_s", "ttft_s", "tpot_s", "itl_ms",
+                 "input_known")
 
     def __init__(
         self,
@@ -41,6 +42,7 @@ class Outcome:
         ttft_s: float | None = None,
         tpot_s: float | None = None,
         itl_ms: tuple[float, float, float, float, float] | None = None,
+        input_known: bool = True,
     ) -> None:
         self.status = status
         self.finish_reason = finish_reason
@@ -50,6 +52,8 @@ class Outcome:
         self.ttft_s = ttft_s
         self.tpot_s = tpot_s
         self.itl_ms = itl_ms  # mean, p50, p90, p99, max
+        # Unknown is absent, never 0: a caller that never said how long the prompt was.
+        self.input_known = input_known
 
 
 def start_attributes(
@@ -82,11 +86,12 @@ def _finish_attributes(m: RequestMetrics, outcome: Outcome, external_id: str | N
         s.FERRUM_QUEUE_TIME_MS: m.queue_time_ms,
         s.FERRUM_PREFILL_TIME_MS: m.prefill_time_ms,
         s.FERRUM_DECODE_TIME_MS: m.decode_time_ms,
-        s.GEN_AI_USAGE_INPUT_TOKENS: m.input_tokens,
         s.GEN_AI_USAGE_OUTPUT_TOKENS: m.output_tokens,
         s.FERRUM_WAS_PREEMPTED: m.was_preempted,
         s.FERRUM_PREEMPTION_COUNT: m.preemption_count,
     }
+    if outcome.input_known:
+        attrs[s.GEN_AI_USAGE_INPUT_TOKENS] = m.input_tokens
     if m.client_id is not None:
         attrs[s.FERRUM_CLIENT_ID] = str(m.client_id)
     if m.completed_at is not None:
@@ -166,7 +171,7 @@ def _record_metrics(
             ins.preemptions.add(m.preemption_count, attrs)
         return
     ins.duration.record(outcome.duration_s, attrs)
-    if m.input_tokens:
+    if m.input_tokens and outcome.input_known:
         ins.token_usage.record(m.input_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT))
         ins.prefill_tokens.add(m.input_tokens, attrs)
     ins.token_usage.record(m.output_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_OUTPUT))

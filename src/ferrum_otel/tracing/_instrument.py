@@ -20,8 +20,10 @@ from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, ove
 from opentelemetry import context as otel_context
 
 from .. import semconv as s
-from .._runtime import active, log_failure
-from ._request import parent_context, request_params
+from .._log import InvalidArgument, log_failure, refuse
+from .._runtime import active
+from . import _args
+from ._request import parent_context, request_params, request_values
 from ._tracker import CANCELLATION, RequestTracker
 
 __all__ = ["instrument"]
@@ -37,23 +39,31 @@ class _Spec:
 
     def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
         self.fn = fn
+        self.where = where = f"@instrument({getattr(fn, '__qualname__', fn)!r})"
         self.operation: str = options["operation"]
         self.provider: str = options["provider"]
+        for key, default in (("operation", s.OPERATION_TEXT_COMPLETION), ("provider", s.PROVIDER_FERRUM)):
+            if not isinstance(options[key], str) or not options[key]:
+                refuse(where, key, options[key], "is not a non-empty string")
+                setattr(self, key, default)
         self.token_count: Callable[[Any], int] | None = options["token_count"]
         if self.token_count is not None and not callable(self.token_count):
-            raise TypeError(f"@instrument({fn.__qualname__}): token_count must be a callable, got {self.token_count!r}")
-        # Constants are settled now; only the options given as callables run per call.
-        self.constants = {key: options[key] for key in _PER_CALL if not callable(options[key])}
+            refuse(where, "token_count", self.token_count, "is not a callable")
+            self.token_count = None
+        # Constants are settled (and checked) now; only the options given as callables run per call.
+        constants = {key: (None if callable(options[key]) else options[key]) for key in _PER_CALL}
+        model, client_id, input_tokens, _parent, prompt = request_values(
+            where, constants["model"], constants["client_id"], constants["input_tokens"], None, constants["prompt"])
+        constants.update(model=model, client_id=client_id, input_tokens=input_tokens, prompt=prompt)
+        if constants["context"] is not None:
+            constants["context"] = _args.context_arg(where, constants["context"])
+        self.constants = constants
         self.callables = [(key, options[key]) for key in _PER_CALL if callable(options[key])]
         self.params = request_params(
-            options["max_tokens"], options["temperature"], options["top_p"], options["top_k"], options["seed"],
+            where, options["max_tokens"], options["temperature"], options["top_p"], options["top_k"], options["seed"],
             options["stream"],
         )
-        attributes = options["attributes"]
-        if attributes is not None and not isinstance(attributes, Mapping):
-            raise TypeError(f"@instrument({fn.__qualname__}): attributes must be a mapping, got {attributes!r}")
-        self.attributes = dict(attributes) if attributes else None
-        self.where = fn.__qualname__
+        self.attributes = _args.attributes_arg(where, options["attributes"])
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestTracker | None:
         rt = active()
@@ -61,17 +71,23 @@ class _Spec:
             return None
         try:
             v = self.constants
+            model, client_id, input_tokens, prompt = v["model"], v["client_id"], v["input_tokens"], v["prompt"]
+            context = v["context"]
             if self.callables:
                 v = dict(v)
                 for key, fn in self.callables:
                     v[key] = fn(*args, **kwargs)
-            prompt = v["prompt"]
+                model, client_id, input_tokens, _parent, prompt = request_values(
+                    self.where, v["model"], v["client_id"], v["input_tokens"], None, v["prompt"])
+                context = _args.context_arg(self.where, v["context"]) if v["context"] is not None else None
             if prompt is None and rt.capture_content:
                 prompt = next((a for a in args if isinstance(a, str)), None)
             return RequestTracker(
-                rt, v["model"], self.operation, self.provider, v["request_id"], v["client_id"], v["input_tokens"],
-                self.params, self.attributes, parent_context(v["context"]), prompt,
+                rt, model, self.operation, self.provider, v["request_id"], client_id, input_tokens,
+                self.params, self.attributes, parent_context(context), prompt,
             )
+        except InvalidArgument:
+            raise
         except Exception:  # noqa: BLE001 - instrumentation must not break the call
             log_failure(f"starting a request for {self.where}")
             return None
@@ -343,6 +359,7 @@ def instrument(
 
     def decorate(fn: F) -> F:
         if not callable(fn):
+            # Not a request-path value: a decorator on something that cannot be called is a bug.
             raise TypeError(f"@instrument decorates a function, not {type(fn).__name__}")
         spec = _Spec(fn, options)
         if inspect.isasyncgenfunction(fn):

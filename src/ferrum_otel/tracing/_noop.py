@@ -1,10 +1,16 @@
-"""What ``request()`` hands out when no SDK is set up: every call does nothing, at once."""
+"""What ``request()`` hands out when no SDK is set up: every call does nothing, at once.
+
+Its arguments are checked as the real tracker checks them (a bad one is dropped with the
+same warning), so code that runs quietly here runs quietly with an SDK too.
+"""
 
 from __future__ import annotations
 
 from ..schema import PhaseMetrics
+from . import _args
+from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
 
-__all__ = ["NoopTracker", "NOOP"]
+__all__ = ["NoopTracker", "NOOP", "NOOP_PHASE"]
 
 
 class _NoopPhase:
@@ -23,7 +29,7 @@ class _NoopPhase:
         return False
 
 
-_NOOP_PHASE = _NoopPhase()
+NOOP_PHASE = _NoopPhase()
 
 
 class NoopTracker:
@@ -43,25 +49,30 @@ class NoopTracker:
         return {}
 
     def token(self, n: int = 1) -> None:
-        pass
+        if n != 1:
+            _args.count("token(n)", "n", n, minimum=1, maximum=TOKENS_PER_CALL_MAX)
 
     def phase(self, name: str) -> _NoopPhase:
-        return _NOOP_PHASE
+        if type(name) is not str or name not in PHASE_NAMES:
+            _args.phase_name("phase()", name)
+        return NOOP_PHASE
 
     def mark_phase(self, name: str | None) -> None:
-        pass
+        if name is not None and (type(name) is not str or name not in PHASE_NAMES):
+            _args.phase_name("mark_phase()", name)
 
     def preempted(self) -> None:
         pass
 
     def set_output_tokens(self, n: int) -> None:
-        pass
+        _args.count("set_output_tokens()", "n", n)
 
     def set_input_tokens(self, n: int) -> None:
-        pass
+        _args.count("set_input_tokens()", "n", n)
 
     def add_completion(self, text: str) -> None:
-        pass
+        if not isinstance(text, str):
+            _args.text("add_completion()", "text", text)
 
     def finish(self, reason: str = "stop") -> None:
         return None

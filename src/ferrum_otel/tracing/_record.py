@@ -3,28 +3,60 @@ the Rust engine reported as ``RequestMetrics`` JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from opentelemetry.context import Context
 
 from .. import semconv as s
-from .._runtime import active, log_failure
+from .._delivery import REFUSED
+from .._log import InvalidArgument, log_failure, refuse
+from .._processor import blocking
+from .._runtime import active
+from .._wire import INT64_MAX, MAX_UNIX_NS, MIN_UNIX_NS
 from ..schema import PhaseMetrics, RequestMetrics, Timestamp
+from . import _args
 from ._emit import OK, Outcome, emit, start_attributes, start_request_span
 from ._request import parent_context
 
 __all__ = ["record_request"]
 
 
-def _unix_ns(value: Any, what: str) -> int:
+def _unix_ns(value: Any) -> int | None:
     if isinstance(value, Timestamp):
         return value.unix_nanos
     if isinstance(value, dt.datetime):
-        return Timestamp.from_datetime(value).unix_nanos
+        try:
+            return Timestamp.from_datetime(value).unix_nanos
+        except Exception:  # noqa: BLE001 - a naive datetime, refused below like any other bad time
+            return None
     if type(value) is int:
         return value
-    raise TypeError(f"{what} must be a Timestamp, an aware datetime or Unix nanoseconds, got {value!r}")
+    return None
+
+
+_CALL = "record_request()"
+# RequestMetrics fields the OTLP wire carries as int64: a u64 beyond it is refused, not wrapped.
+_INT64_FIELDS = ("total_time_ms", "queue_time_ms", "prefill_time_ms", "decode_time_ms", "input_tokens",
+                 "output_tokens", "preemption_count")
+
+
+def _problem(m: RequestMetrics, start_ns: int | None) -> tuple[str, object, str] | None:
+    """Why this request cannot be placed on the wire: (field, value, reason), or None."""
+    for name in _INT64_FIELDS:
+        value = getattr(m, name)
+        if value > INT64_MAX:
+            return name, value, "does not fit int64, the widest integer OTLP carries"
+    if start_ns is None or not MIN_UNIX_NS <= start_ns <= MAX_UNIX_NS:
+        return "start_time", start_ns, "is not a time between 1970 and 2262, where OTLP can place a span"
+    if start_ns + m.total_time_ms * 1_000_000 > MAX_UNIX_NS:
+        return "total_time_ms", m.total_time_ms, "ends the span after 2262, beyond what OTLP can place"
+    for name in ("created_at", "completed_at"):
+        ts = getattr(m, name)
+        if ts is not None and not MIN_UNIX_NS <= ts.unix_nanos <= MAX_UNIX_NS:
+            return name, ts.isoformat(), "is outside 1970..2262"
+    return None
 
 
 def record_request(
@@ -37,7 +69,8 @@ def record_request(
     provider: str = s.PROVIDER_FERRUM,
     finish_reason: str | None = "stop",
     attributes: Mapping[str, Any] | None = None,
-) -> None:
+    block: bool = False,
+) -> bool:
     """Emit the spans and metrics of a finished request from its ``RequestMetrics``.
 
     The request span starts at ``start_time`` (default ``metrics.created_at``) and lasts
@@ -46,23 +79,62 @@ def record_request(
     ``ModelMetrics`` carries them) adds operation and token counts to those children.
     Time to first token is taken as queue + prefill time, and time per output token as
     decode time over the tokens after the first.
+
+    A request the OTLP wire cannot carry (a count beyond int64, a time before 1970 or past
+    2262) is refused whole: nothing of it is emitted, its spans are counted ``refused`` in
+    ``delivery()``, one warning names the field, and the other requests go on.  ``block``
+    waits for room in a full span queue instead of dropping (for batch replays).  Returns
+    True when the request was emitted.
     """
     if not isinstance(metrics, RequestMetrics):
-        raise TypeError(f"record_request() takes a RequestMetrics, got {type(metrics).__name__}")
+        refuse(_CALL, "metrics", metrics, "is not a RequestMetrics")
+        return False
+    given: dict[str, PhaseMetrics] = {}
     if phases is not None:
-        unknown = set(phases) - set(s.PHASES)
-        if unknown:
-            raise ValueError(f"record_request(phases=...): unknown phase {sorted(unknown)[0]!r}; phases are {s.PHASES}")
-    start_ns = _unix_ns(start_time if start_time is not None else metrics.created_at, "start_time")
-    parent = parent_context(context)
+        if not isinstance(phases, Mapping):
+            refuse(_CALL, "phases", phases, "is not a mapping of phase names to PhaseMetrics")
+        else:
+            for name, pm in phases.items():
+                if _args.phase_name(_CALL, name) and isinstance(pm, PhaseMetrics):
+                    given[name] = pm
+                elif isinstance(name, str) and name in _args.PHASE_NAMES:
+                    refuse(_CALL, f"phases[{name!r}]", pm, "is not a PhaseMetrics")
+    start_ns = _unix_ns(start_time if start_time is not None else metrics.created_at)
+    parent = parent_context(_args.context_arg(_CALL, context)) if context is not None else None
+    attrs = _args.attributes_arg(_CALL, attributes) if attributes is not None else None
+    if finish_reason is not None and not isinstance(finish_reason, str):
+        finish_reason = _args.text(_CALL, "finish_reason", finish_reason)
     rt = active()
+    problem = _problem(metrics, start_ns)
+    if problem is not None:
+        field, value, why = problem
+        if rt is not None and rt.span_ledger is not None:
+            rt.span_ledger.drop(1 + sum(1 for _ in _phase_plan(metrics, given)), REFUSED)
+        refuse(_CALL, f"RequestMetrics.{field}" if field != "start_time" else "start_time", value,
+               why + "; this request is refused, the others go on")
+        return False
     if rt is None:
-        return
+        return False
     try:
-        _record(rt, metrics, phases or {}, start_ns, parent, operation, provider, finish_reason,
-                dict(attributes) if attributes else None)
+        with blocking() if block else contextlib.nullcontext():
+            _record(rt, metrics, given, start_ns, parent, operation, provider, finish_reason, attrs)  # type: ignore[arg-type]
+        return True
+    except InvalidArgument:
+        raise
     except Exception:  # noqa: BLE001
         log_failure("recording a request")
+        return False
+
+
+def _phase_plan(m: RequestMetrics, given: Mapping[str, PhaseMetrics]) -> Iterator[tuple[str, int, int]]:
+    """(phase, milliseconds, tokens) for each phase span the request gets."""
+    for name, ms, tokens in (
+        (s.PHASE_QUEUE, m.queue_time_ms, 0),
+        (s.PHASE_PREFILL, m.prefill_time_ms, m.input_tokens),
+        (s.PHASE_DECODE, m.decode_time_ms, m.output_tokens),
+    ):
+        if ms or name in given:
+            yield name, ms, tokens
 
 
 def _record(
@@ -77,14 +149,8 @@ def _record(
 
     phases = []
     cursor = start_ns
-    for name, ms, tokens in (
-        (s.PHASE_QUEUE, m.queue_time_ms, 0),
-        (s.PHASE_PREFILL, m.prefill_time_ms, m.input_tokens),
-        (s.PHASE_DECODE, m.decode_time_ms, m.output_tokens),
-    ):
+    for name, ms, tokens in _phase_plan(m, given):
         pm = given.get(name)
-        if not ms and pm is None:
-            continue
         end = cursor + ms * 1_000_000
         if pm is None:
             phases.append((name, cursor, end, 1, float(ms), float(ms), tokens))

@@ -9,66 +9,77 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
 
-from .. import semconv as s
 from opentelemetry import trace as _trace_api
 
 from .. import _runtime
-from .._runtime import active, log_failure
+from .. import semconv as s
+from .._log import InvalidArgument, log_failure
+from .._runtime import active
+from . import _args
 from ._noop import NOOP, NoopTracker
 from ._tracker import CURRENT_KEY, RequestTracker
 
-__all__ = ["request", "current_request", "request_params", "parent_context"]
+__all__ = ["request", "current_request", "request_params", "request_values", "parent_context"]
 
 
 def parent_context(context: Context | Mapping[str, str] | str | None) -> Context | None:
-    """An OTel Context as given, or one extracted from carrier headers or a bare ``traceparent``."""
+    """An OTel Context as given, or one extracted from carrier headers or a bare ``traceparent``
+    (a malformed one yields an empty context: the request starts its own trace)."""
     if context is None or isinstance(context, Context):
         return context
-    if isinstance(context, str):
-        return extract({"traceparent": context})
-    if isinstance(context, Mapping):
-        return extract(context)
-    raise TypeError(
-        f"context= takes an OpenTelemetry Context, a dict of propagation headers or a traceparent string, "
-        f"not {type(context).__name__}"
-    )
+    try:
+        if isinstance(context, str):
+            return extract({"traceparent": context})
+        if isinstance(context, Mapping):
+            return extract(context)
+    except Exception:  # noqa: BLE001 - a carrier the propagator chokes on is no parent
+        log_failure("reading the trace context given to a request")
+    return None
 
 
 def request_params(
-    max_tokens: int | None, temperature: float | None, top_p: float | None, top_k: float | None,
-    seed: int | None, stream: bool | None,
+    call: str, max_tokens: Any, temperature: Any, top_p: Any, top_k: Any, seed: Any, stream: Any,
 ) -> dict[str, Any] | None:
-    """The gen_ai.request.* attributes that were given, type-checked (top_k is a double in the spec)."""
+    """The gen_ai.request.* attributes that were given and are usable (top_k is a double in the
+    spec).  ``stream`` is recorded only when true: the spec sets it for streaming requests."""
     params: dict[str, Any] = {}
-    if max_tokens is not None:
-        params[s.GEN_AI_REQUEST_MAX_TOKENS] = _int(max_tokens, "max_tokens")
-    if temperature is not None:
-        params[s.GEN_AI_REQUEST_TEMPERATURE] = _float(temperature, "temperature")
-    if top_p is not None:
-        params[s.GEN_AI_REQUEST_TOP_P] = _float(top_p, "top_p")
-    if top_k is not None:
-        params[s.GEN_AI_REQUEST_TOP_K] = _float(top_k, "top_k")
-    if seed is not None:
-        params[s.GEN_AI_REQUEST_SEED] = _int(seed, "seed")
-    if stream is not None:
-        if type(stream) is not bool:
-            raise TypeError(f"stream must be bool, got {stream!r}")
-        params[s.GEN_AI_REQUEST_STREAM] = stream
+    for key, value, check in (
+        (s.GEN_AI_REQUEST_MAX_TOKENS, max_tokens, "max_tokens"), (s.GEN_AI_REQUEST_SEED, seed, "seed"),
+    ):
+        if value is not None and (v := _args.integer(call, check, value)) is not None:
+            params[key] = v
+    for key, value, check in (
+        (s.GEN_AI_REQUEST_TEMPERATURE, temperature, "temperature"), (s.GEN_AI_REQUEST_TOP_P, top_p, "top_p"),
+        (s.GEN_AI_REQUEST_TOP_K, top_k, "top_k"),
+    ):
+        if value is not None and (f := _args.number(call, check, value)) is not None:
+            params[key] = f
+    if stream is not None and _args.flag(call, "stream", stream):
+        params[s.GEN_AI_REQUEST_STREAM] = True
     return params or None
 
 
-def _int(value: Any, name: str) -> int:
-    if type(value) is not int:
-        raise TypeError(f"{name} must be int, got {value!r}")
-    return value
+def request_values(
+    call: str, model: Any, client_id: Any, input_tokens: Any, context: Any, prompt: Any,
+) -> tuple[str | None, str | None, int | None, Context | None, str | None]:
+    """The per-request values, each usable or None."""
+    if model is not None and not isinstance(model, str):
+        model = _args.text(call, "model", model)
+    if client_id is not None and not isinstance(client_id, str):
+        client_id = _args.text(call, "client_id", client_id)
+    if input_tokens is not None:
+        input_tokens = _args.count(call, "input_tokens", input_tokens)
+    if prompt is not None and not isinstance(prompt, str):
+        prompt = _args.text(call, "prompt", prompt)
+    parent = parent_context(_args.context_arg(call, context)) if context is not None else None
+    return model, client_id, input_tokens, parent, prompt
 
 
-def _float(value: Any, name: str) -> float:
-    if type(value) is float:
+def _name(call: str, field: str, value: Any, default: str) -> str:
+    if isinstance(value, str) and value:
         return value
-    if type(value) is not int:
-        raise TypeError(f"{name} must be float, got {value!r}")
-    return float(value)
+    _args.refuse(call, field, value, "is not a non-empty string")
+    return default
 
 
 def _start_request(
@@ -80,12 +91,12 @@ def _start_request(
     max_tokens: int | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
-    top_k: int | None = None,
+    top_k: float | None = None,
     seed: int | None = None,
     stream: bool | None = None,
     operation: str = s.OPERATION_TEXT_COMPLETION,
     provider: str = s.PROVIDER_FERRUM,
-    attributes: dict[str, Any] | None = None,
+    attributes: Mapping[str, Any] | None = None,
     context: Context | Mapping[str, str] | str | None = None,
     prompt: str | None = None,
 ) -> RequestTracker | NoopTracker:
@@ -94,22 +105,26 @@ def _start_request(
     The request span starts now.  ``context`` (an OTel Context, propagation headers or a
     ``traceparent`` string) makes it join the caller's trace.  ``prompt`` is recorded only
     with ``configure(capture_content=True)``.  With no SDK configured this returns a shared
-    no-op tracker and costs next to nothing.
+    no-op tracker and costs next to nothing.  A value that cannot be used is dropped with a
+    warning (``InvalidArgument`` in strict mode); nothing else here raises.
     """
     rt = active()
+    call = "request()"
+    model, client_id, input_tokens, parent, prompt = request_values(
+        call, model, client_id, input_tokens, context, prompt)
+    params = request_params(call, max_tokens, temperature, top_p, top_k, seed, stream)
+    attrs = _args.attributes_arg(call, attributes) if attributes is not None else None
+    if operation is not s.OPERATION_TEXT_COMPLETION:
+        operation = _name(call, "operation", operation, s.OPERATION_TEXT_COMPLETION)
+    if provider is not s.PROVIDER_FERRUM:
+        provider = _name(call, "provider", provider, s.PROVIDER_FERRUM)
     if rt is None:
         return NOOP
-    if input_tokens is not None and (type(input_tokens) is not int or input_tokens < 0):
-        raise ValueError(f"input_tokens must be a non-negative integer, got {input_tokens!r}")
-    if attributes is not None and not isinstance(attributes, Mapping):
-        raise TypeError(f"attributes must be a mapping of attribute names to values, got {type(attributes).__name__}")
-    params = request_params(max_tokens, temperature, top_p, top_k, seed, stream)
-    parent = parent_context(context)
     try:
-        return RequestTracker(
-            rt, model, operation, provider, request_id, client_id, input_tokens, params,
-            dict(attributes) if attributes else None, parent, prompt,
-        )
+        return RequestTracker(rt, model, operation, provider, request_id, client_id, input_tokens, params, attrs,
+                              parent, prompt)
+    except InvalidArgument:
+        raise
     except Exception:  # noqa: BLE001 - a broken SDK must not break inference code
         log_failure("starting a request")
         return NOOP
@@ -126,6 +141,9 @@ else:
         if _runtime._installed is None and (_runtime._disabled or _trace_api._TRACER_PROVIDER is None):
             if options:
                 _check_names(options)
+                _start_request(model, **options)  # the same checks, the same warnings
+            elif model is not None and not isinstance(model, str):
+                _args.text("request()", "model", model)
             return NOOP
         return _start_request(model, **options)
 

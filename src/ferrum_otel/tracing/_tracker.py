@@ -27,10 +27,14 @@ except ImportError:  # pragma: no cover
     _SPAN_KEY = next(k for k, v in _set(_probe, Context()).items() if v is _probe)
 
 from .. import semconv as s
-from .._runtime import Runtime, log_failure
+from .._log import log_failure
+from .._runtime import Runtime
 from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics, SchemaError, Timestamp
 from ..schema._types import trusted_factory
+from . import _args
+from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
 from ._emit import CANCELLED, ERROR, OK, Outcome, emit, start_attributes, start_request_span
+from ._noop import NOOP_PHASE, _NoopPhase
 
 __all__ = ["RequestTracker", "CURRENT_KEY", "CANCELLATION"]
 
@@ -40,7 +44,6 @@ CURRENT_KEY = otel_context.create_key("ferrum_otel.request")
 #: Exceptions that mean "the caller went away", not "the request failed".
 CANCELLATION = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
 
-_PHASE_NAMES = frozenset(s.PHASES)
 # The tracker builds these from values it measured itself: no need to re-check each field.
 _request_metrics = trusted_factory(RequestMetrics)
 _start_of = itemgetter(1)
@@ -151,23 +154,26 @@ class RequestTracker:
             self._chunk(n)
 
     def _chunk(self, n: int) -> None:
-        if type(n) is not int or n < 1:
+        if type(n) is not int or not 1 <= n <= TOKENS_PER_CALL_MAX:
             self._times.pop()
-            raise ValueError(f"token(n): n must be a positive integer, got {n!r}")
+            _args.count("token(n)", "n", n, minimum=1, maximum=TOKENS_PER_CALL_MAX)
+            return
         if self._chunks is None:
             self._chunks = {}
         self._chunks[len(self._times) - 1] = n
 
-    def phase(self, name: str) -> _PhaseScope:
+    def phase(self, name: str) -> _PhaseScope | _NoopPhase:
         """A context manager recording one interval of ``queue``, ``prefill`` or ``decode``."""
-        if name not in _PHASE_NAMES:
-            raise ValueError(f"phase({name!r}): the phases are {', '.join(s.PHASES)}")
+        if type(name) is not str or name not in PHASE_NAMES:
+            _args.phase_name("phase()", name)
+            return NOOP_PHASE
         return _PhaseScope(self, name)
 
     def mark_phase(self, name: str | None) -> None:
         """Enter phase ``name`` now, ending the one marked before (``None`` just ends it)."""
-        if name is not None and name not in _PHASE_NAMES:
-            raise ValueError(f"mark_phase({name!r}): the phases are {', '.join(s.PHASES)}")
+        if name is not None and (type(name) is not str or name not in PHASE_NAMES):
+            _args.phase_name("mark_phase()", name)
+            return
         now = perf_counter_ns()
         if self._open is not None:
             self._phases.append((self._open[0], self._open[1], now))
@@ -179,17 +185,20 @@ class RequestTracker:
 
     def set_output_tokens(self, n: int) -> None:
         """Set the output token count when it is known in total rather than token by token."""
-        if type(n) is not int or n < 0:
-            raise ValueError(f"set_output_tokens(n): n must be a non-negative integer, got {n!r}")
-        self._output_tokens = n
+        value = _args.count("set_output_tokens()", "n", n)
+        if value is not None:
+            self._output_tokens = value
 
     def set_input_tokens(self, n: int) -> None:
-        if type(n) is not int or n < 0:
-            raise ValueError(f"set_input_tokens(n): n must be a non-negative integer, got {n!r}")
-        self.input_tokens = n
+        value = _args.count("set_input_tokens()", "n", n)
+        if value is not None:
+            self.input_tokens = value
 
     def add_completion(self, text: str) -> None:
         """Collect completion text (recorded only with ``capture_content=True``)."""
+        if not isinstance(text, str):
+            _args.text("add_completion()", "text", text)
+            return
         if self._rt.capture_content:
             if self._completion is None:
                 self._completion = []
@@ -224,6 +233,9 @@ class RequestTracker:
 
     def finish(self, reason: str = "stop") -> RequestMetrics | None:
         """End the request successfully; emits its spans and metrics. Later calls do nothing."""
+        if not isinstance(reason, str) or not reason:
+            _args.text("finish()", "reason", None if reason == "" else reason)
+            reason = "stop"
         return self._end(OK, reason)
 
     def fail(self, exc: BaseException | str) -> RequestMetrics | None:
@@ -328,7 +340,7 @@ class RequestTracker:
         if rt.capture_content and self._completion is not None:
             extra = {s.GEN_AI_OUTPUT_MESSAGES: _messages("assistant", "".join(self._completion), reason)}
         outcome = Outcome(status, reason, (t_end - t0) / 1e9, error_type=error_type, error_message=error_message,
-                          ttft_s=ttft_s, tpot_s=tpot_s, itl_ms=itl)
+                          ttft_s=ttft_s, tpot_s=tpot_s, itl_ms=itl, input_known=self.input_tokens is not None)
         emit(rt, span, metrics, phases, end_wall, outcome, model=self.model, operation=self.operation,
              provider=self.provider, external_id=self.external_id, extra_attributes=extra)
         rt.instruments.active.add(-1, self._metric_attrs)
@@ -397,16 +409,28 @@ class RequestTracker:
             self._end(ERROR, "error", exc)
 
     def __enter__(self) -> RequestTracker:
-        self._token = self._enter_context()
+        # A stack, not a slot: ``with r:`` inside ``with r:`` must restore each context exactly.
+        if self._token is None:
+            self._token = [self._enter_context()]
+        else:
+            self._token.append(self._enter_context())
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        tokens = self._token
         try:
-            self._exit_with(exc)
+            # The request ends with the outermost block, or with an exception from any.
+            if not tokens or len(tokens) == 1 or exc is not None:
+                self._exit_with(exc)
         finally:
-            token, self._token = self._token, None
-            if token is not None:
-                otel_context.detach(token)
+            if tokens:
+                token = tokens.pop()
+                try:
+                    otel_context.detach(token)
+                except Exception:  # noqa: BLE001 - detached in another context: nothing to restore
+                    pass
+                if not tokens:
+                    self._token = None
         return False
 
     async def __aenter__(self) -> RequestTracker:
