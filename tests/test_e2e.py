@@ -23,7 +23,7 @@ NAME = f"text_completion {MODEL}"
 @pytest.fixture
 def fake_gpu():
     probe = json.loads((FIXTURES / "nvml" / "h200-probe.json").read_text())
-    _nvml.reset_shared_sampler(_nvml.GpuSampler(FakeNvml(probe), slow_interval_s=0.05))
+    _nvml.reset_shared_sampler(_nvml.GpuSampler(FakeNvml(probe), slow_interval_s=0.05, collect_wait_s=5.0))
     yield probe
     _nvml.reset_shared_sampler(None)
 

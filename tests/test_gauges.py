@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import types
@@ -45,6 +46,9 @@ class Collector:
 
     def __init__(self, fake: FakeNvml, **sampler_options):
         sampler_options.setdefault("slow_interval_s", 3600)
+        # The readers run on threads of their own; tests wait for them (a collection in
+        # production waits a few milliseconds and then uses the last reading).
+        sampler_options.setdefault("collect_wait_s", 5.0)
         self.fake = fake
         self.sampler = GpuSampler(fake, **sampler_options)
         self.reader = InMemoryMetricReader()
@@ -449,7 +453,7 @@ def test_configure_registers_gauges_on_its_meter(monkeypatch):
     from ferrum_otel.metrics import _nvml
     from ferrum_otel.testing import capture
 
-    _nvml.reset_shared_sampler(GpuSampler(FakeNvml(PROBE), slow_interval_s=3600))
+    _nvml.reset_shared_sampler(GpuSampler(FakeNvml(PROBE), slow_interval_s=3600, collect_wait_s=5.0))
     try:
         with capture() as cap:
             names = set(cap.metrics())
@@ -458,3 +462,81 @@ def test_configure_registers_gauges_on_its_meter(monkeypatch):
             assert not {n for n in cap.metrics() if n.startswith(("hw.", "process.", "system."))}
     finally:
         _nvml.reset_shared_sampler(None)
+
+
+# ---- NVML that hangs or answers nonsense -----------------------------------------------
+
+
+def test_hung_nvml_query_never_stalls_a_collection(caplog):
+    """A query that hangs 5 s: collections stay fast, use the last reading with its age, mark the GPU degraded,
+    never call the stuck query again meanwhile, and request and memory metrics keep being exported."""
+    import time
+
+    from opentelemetry.metrics import Observation
+
+    fake = FakeNvml(PROBE, gpus=2)
+    c = Collector(fake, max_age_s=0, collect_wait_s=0.005, hang_after_s=0.2)
+    other = c.provider.get_meter("other").create_observable_gauge(
+        "app.value", callbacks=[lambda _o: [Observation(1.0)]])
+    assert other is not None
+    try:
+        first = c.collect()  # a good reading of both GPUs
+        assert len(first["hw.temperature"]) == 2
+        before = fake.calls["nvmlDeviceGetTemperature"]
+        fake.hang = {"nvmlDeviceGetTemperature": 5.0}
+        with caplog.at_level(logging.INFO, logger="ferrum_otel"):
+            worst = 0.0
+            for _ in range(12):
+                t0 = time.monotonic()
+                m = c.collect()
+                worst = max(worst, time.monotonic() - t0)
+                time.sleep(0.05)
+            assert worst < 0.1, worst  # never the 5 s of the stuck call
+            assert "app.value" in m  # the other metrics of the collection go on
+            assert len(m["hw.temperature"]) == 2  # the last good readings, still reported
+            for d in c.sampler.devices:
+                assert _one(m["hw.status"], hw__id=d.uuid, hw__state="degraded") == 1
+                assert _one(m["hw.status"], hw__id=d.uuid, hw__state="ok") == 0
+                assert _one(m["ferrum.gpu.reading.age"], hw__id=d.uuid) > 0.2
+            # Each GPU's reader is stuck in one call: it was not called again meanwhile.
+            assert fake.calls["nvmlDeviceGetTemperature"] - before == 2
+            stuck_lines = [r for r in caplog.records if "stopped answering" in r.getMessage()]
+            assert len(stuck_lines) == 2  # one line per GPU
+            fake.hang = {}
+            fake.unhang.set()
+            time.sleep(0.1)
+            c.collect()
+            time.sleep(0.05)
+            m = c.collect()
+        for d in c.sampler.devices:
+            assert _one(m["hw.status"], hw__id=d.uuid, hw__state="ok") == 1
+        assert any("answers NVML again" in r.getMessage() for r in caplog.records)
+    finally:
+        fake.unhang.set()
+        c.close()
+
+
+def test_nvml_garbage_and_exceptions_drop_only_their_fields(caplog):
+    """Values of the wrong type and non-NVML exceptions drop their own fields; gpu_snapshot never raises."""
+    fake = FakeNvml(PROBE, garbage={"nvmlDeviceGetPowerUsage", "nvmlDeviceGetUtilizationRates"},
+                    errors={"nvmlDeviceGetClockInfo": AttributeError("no such thing")})
+    c = Collector(fake)
+    try:
+        with caplog.at_level(logging.WARNING, logger="ferrum_otel"):
+            m = c.collect()
+            snap = gpu_snapshot(c.sampler)
+        assert "hw.power" not in m and "ferrum.gpu.clock.frequency" not in m
+        assert {p.attributes[s.HW_GPU_TASK] for p in m["hw.gpu.utilization"]} == {"encoder", "decoder"}
+        assert _one(m["hw.temperature"], hw__id=c.sampler.devices[0].uuid) == IDLE["temperature_gpu_c"]
+        (g,) = snap
+        assert math.isnan(g.power_watts) and math.isnan(g.utilization_percent)
+        assert g.temperature_celsius == IDLE["temperature_gpu_c"]
+        assert dumps(g).count("null") == 2
+    finally:
+        c.close()
+    fake = FakeNvml(PROBE, garbage={"nvmlDeviceGetMemoryInfo"})
+    sampler = GpuSampler(fake, collect_wait_s=5.0)
+    try:
+        assert gpu_snapshot(sampler) == []  # memory unknown: left out, never a made-up 0
+    finally:
+        sampler.close()

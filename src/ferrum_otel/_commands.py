@@ -22,7 +22,7 @@ def gpu(out: IO[str]) -> int:
     if not sampler.available:
         print(f"No GPU metrics: {sampler.unavailable_reason or 'every GPU is lost'}.", file=out)
         return 0
-    readings = sampler.readings()
+    readings = sampler.readings(wait_s=1.0)
     print(f"NVIDIA driver {sampler.driver_version or '?'}, {len(sampler.devices)} device(s)", file=out)
     head = f"{'#':>2}  {'name':<24}{'util':>6}{'memory used / total':>24}{'temp':>7}{'power':>14}  uuid"
     print(head, file=out)

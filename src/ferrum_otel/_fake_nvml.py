@@ -9,6 +9,7 @@ pose as several GPUs or as a GPU split into MIG instances.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from types import SimpleNamespace
@@ -35,6 +36,16 @@ _COST_KEY = {
 # Calls whose recorded cost marks them slow (over 100 us on the H200).
 SLOW_CALLS = frozenset({"nvmlDeviceGetPcieThroughput", "nvmlDeviceGetTotalEnergyConsumption",
                         "nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetBAR1MemoryInfo", "nvmlDeviceGetMigMode"})
+
+
+class _Garbage:
+    """What a broken binding might answer: no attribute, no number, no iteration."""
+
+    def __repr__(self) -> str:
+        return "<garbage>"
+
+
+_GARBAGE = _Garbage()
 
 
 def _error(code: int) -> NVMLError:
@@ -69,6 +80,9 @@ class FakeNvml:
         lose_after_reads: int = 0,
         mig_instances: int = 0,
         pid: int = 412,
+        hang: dict[str, float] | None = None,
+        garbage: set[str] | frozenset[str] = frozenset(),
+        errors: dict[str, BaseException] | None = None,
     ) -> None:
         if probe is None and trace is None:
             raise ValueError("FakeNvml needs a probe or a trace to replay")
@@ -85,6 +99,12 @@ class FakeNvml:
         self.lose_after_reads = lose_after_reads
         self.mig_instances = mig_instances
         self.pid = pid
+        # Faults: a call that blocks (until ``unhang`` is set), one that answers a value of the
+        # wrong type, one that raises something that is not an NVMLError.
+        self.hang = dict(hang or {})
+        self.garbage = frozenset(garbage)
+        self.errors = dict(errors or {})
+        self.unhang = threading.Event()
         self.calls: Counter[str] = Counter()
         self.reads = 0  # utilization reads of GPU 0: one per collection
         self.inits = 0
@@ -93,6 +113,10 @@ class FakeNvml:
 
     def _call(self, name: str, handle: Any = None) -> None:
         self.calls[name] += 1
+        if name in self.hang:
+            self.unhang.wait(self.hang[name])
+        if name in self.errors:
+            raise self.errors[name]
         if self.latency and name in _COST_KEY and _COST_KEY[name] in self.cost:
             deadline = time.perf_counter_ns() + self.cost[_COST_KEY[name]]["median_ns"]
             while time.perf_counter_ns() < deadline:
@@ -132,6 +156,15 @@ class FakeNvml:
         if value is None or (isinstance(value, str) and "NotSupported" in value):
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return value
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = object.__getattribute__(self, name)
+        if name.startswith("nvmlDevice") and name in object.__getattribute__(self, "garbage"):
+            def garbled(*args: Any, **kwargs: Any) -> Any:
+                attr(*args, **kwargs)
+                return _GARBAGE
+            return garbled
+        return attr
 
     # ---- the pynvml surface ------------------------------------------------------
 

@@ -187,6 +187,9 @@ GPU_TEMPERATURE: Final = Instrument("hw.temperature", "gauge", "Cel", "Temperatu
 GPU_ERRORS: Final = Instrument("hw.errors", "counter", "{error}", "Number of errors encountered by the GPU.")
 GPU_STATUS: Final = Instrument(
     "hw.status", "updowncounter", "1", "Operational status: 1 (true) or 0 (false) for each of the possible states.")
+GPU_READING_AGE: Final = Instrument(
+    "ferrum.gpu.reading.age", "gauge", "s",
+    "Age of the GPU reading the other GPU metrics report: grows while the GPU does not answer NVML.")
 GPU_CLOCK: Final = Instrument(
     "ferrum.gpu.clock.frequency", "gauge", "Hz", "Current clock of the GPU (ferrum.gpu.clock = sm or memory).")
 GPU_CLOCK_MAX: Final = Instrument("ferrum.gpu.clock.max_frequency", "gauge", "Hz", "Maximum clock of the GPU.")

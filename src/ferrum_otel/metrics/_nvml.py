@@ -1,12 +1,17 @@
 """NVML sampling that never stalls the process.
 
-Static facts (name, UUID, limits, max clocks, MIG layout) are read once.  The fast queries
-(1-7 us each on an H200) are read at most once per collection, however many instruments
-ask.  The slow ones (PCIe throughput ~21 ms per call, total energy ~3 ms, BAR1 ~150 us) run
-on a background thread on their own cadence, and a collection only reads what that thread
-last saw.  A query a GPU does not support is dropped for that GPU; a GPU that is lost
-drops out with one log line; no NVML at all is one log line and nothing else, and the
-failed ``nvmlInit()`` is remembered rather than retried on every collection.
+Static facts (name, UUID, limits, max clocks, MIG layout) are read once.  After that,
+every NVML call for a GPU happens on that GPU's own reader thread, never on a collecting
+thread: a collection asks each reader for a fresh reading, waits at most a few
+milliseconds, and otherwise uses the last good reading and reports its age.  A query that
+hangs holds only its own GPU's reader (it is never called again while stuck), and that GPU
+is reported as not answering (``hw.status`` degraded) until it answers again.  The fast
+queries (1-7 us each on an H200) are read at most once per collection, however many
+instruments ask; the slow ones (PCIe throughput ~21 ms per call, total energy ~3 ms, BAR1
+~150 us) run on the readers' own slower cadence.  A query a GPU does not support is dropped
+for that GPU; a value of the wrong type drops that field; a GPU that is lost drops out with
+one log line; no NVML at all is one log line, and the failed ``nvmlInit()`` is remembered
+rather than retried on every collection.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ logger = logging.getLogger("ferrum_otel")
 
 # NVML return codes (nvml.h), so that a fake NVML and the real one classify alike.
 _NOT_SUPPORTED, _NO_PERMISSION, _GPU_IS_LOST, _UNKNOWN = 3, 4, 15, 999
-_NO_LIBRARY = (9, 12)  # driver not loaded, library not found
 
 # Clock event (throttle) reasons: the bit, and the name we report it under.
 CLOCK_EVENT_REASONS = (
@@ -46,7 +50,7 @@ class GpuDevice:
     """One GPU (or MIG instance) and what is known of it for good."""
 
     __slots__ = ("index", "handle", "uuid", "name", "attributes", "memory_total", "power_limit_w", "max_clocks_hz",
-                 "lost", "unsupported", "_failed_logged", "_attribute_sets")
+                 "lost", "unsupported", "_failed_logged", "_attribute_sets", "call_started", "not_answering")
 
     def __init__(self, index: int, handle: Any, uuid: str, name: str, parent: str | None) -> None:
         self.index = index
@@ -64,6 +68,9 @@ class GpuDevice:
         self.lost = False
         self.unsupported: set[str] = set()
         self._failed_logged: set[str] = set()
+        #: When the call in progress on this GPU started (monotonic), or None between calls.
+        self.call_started: float | None = None
+        self.not_answering = False
         self._attribute_sets: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
 
     def attributes_with(self, extra: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
@@ -93,6 +100,8 @@ class GpuSampler:
         max_age_s: float = 0.25,
         slow_interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        collect_wait_s: float = 0.005,
+        hang_after_s: float = 1.0,
     ) -> None:
         self._nvml = nvml
         self._wanted = None if devices is None else list(devices)
@@ -107,8 +116,9 @@ class GpuSampler:
         self.driver_version: str | None = None
         self._fast: dict[int, dict[str, Any]] = {}
         self._fast_at = -1e18
-        self._slow: dict[int, dict[str, Any]] = {}
-        self._slow_thread: threading.Thread | None = None
+        self.collect_wait_s = collect_wait_s
+        self.hang_after_s = hang_after_s
+        self._readers: list[_Reader] = []
         self._stop = threading.Event()
         self._pid: int | None = None
 
@@ -131,15 +141,14 @@ class GpuSampler:
                 self.unavailable_reason = str(e)
                 logger.info("ferrum-otel: no GPU metrics: %s", e)
                 return
-            if any(self._slow_queries(d) for d in self.devices):
-                self._slow_thread = threading.Thread(target=self._slow_loop, name="ferrum-otel-nvml-slow", daemon=True)
-                self._slow_thread.start()
+            self._readers = [_Reader(self, i, d) for i, d in enumerate(self.devices)]
 
     def close(self) -> None:
         self._stop.set()
-        thread = self._slow_thread
-        if thread is not None:
-            thread.join(timeout=1.0)
+        for reader in self._readers:
+            reader.wake.set()
+        for reader in self._readers:
+            reader.thread.join(timeout=0.2)
 
     def _init(self) -> None:
         nvml = self._nvml
@@ -221,6 +230,7 @@ class GpuSampler:
         good; a lost GPU drops the GPU; anything else skips this reading."""
         if d.lost or what in d.unsupported:
             return None
+        d.call_started = self._clock()
         try:
             return fn(*args)
         except Exception as e:  # noqa: BLE001 - every NVML failure is handled here
@@ -235,70 +245,103 @@ class GpuSampler:
                 d._failed_logged.add(what)
                 logger.warning("ferrum-otel: reading %s of GPU %d failed: %s", what, d.index, e)
             return None
+        finally:
+            d.call_started = None
 
     def expire(self) -> None:
         """Make the next ``readings()`` read NVML again, whatever the age of the last reading."""
         with self._lock:
             self._fast_at = -1e18
 
-    def readings(self) -> dict[int, dict[str, Any]]:
-        """Fast readings per device position, shared by every instrument of one collection."""
+    def readings(self, wait_s: float | None = None) -> dict[int, dict[str, Any]]:
+        """Fast readings per device position, shared by every instrument of one collection.
+
+        Waits at most ``wait_s`` (default ``collect_wait_s``, a few ms) for the readers; a GPU
+        whose reader has not answered keeps its last good reading (see :meth:`age`)."""
         self.start()
         now = self._clock()
         with self._lock:
-            if now - self._fast_at < self.max_age_s:
+            if now - self._fast_at < self.max_age_s or not self._readers:
                 return self._fast
-            self._fast = {i: self._read_fast(d) for i, d in enumerate(self.devices) if not d.lost}
-            self._fast = {i: r for i, r in self._fast.items() if not self.devices[i].lost}
             self._fast_at = now
-            return self._fast
+        asked = [r for r in self._readers if r.ask()]
+        deadline = time.monotonic() + (self.collect_wait_s if wait_s is None else wait_s)
+        for reader in asked:
+            reader.done.wait(max(0.0, deadline - time.monotonic()))
+        out = {}
+        for i, reader in enumerate(self._readers):
+            d = reader.device
+            self._check_answering(d)
+            if not d.lost and reader.reading is not None:
+                out[i] = reader.reading
+        with self._lock:
+            self._fast = out
+        return out
+
+    def age(self, position: int) -> float | None:
+        """Seconds since the reading of the device at ``position`` was taken, or None."""
+        reader = self._readers[position] if position < len(self._readers) else None
+        if reader is None or reader.read_at is None:
+            return None
+        return max(0.0, self._clock() - reader.read_at)
+
+    def _check_answering(self, d: GpuDevice) -> None:
+        started = d.call_started
+        stuck = started is not None and self._clock() - started > self.hang_after_s
+        if stuck and not d.not_answering:
+            d.not_answering = True
+            logger.error("ferrum-otel: GPU %d (%s) stopped answering NVML (a call has taken over %.1f s); its last "
+                         "reading is reported with its age, the other metrics go on", d.index, d.uuid,
+                         self.hang_after_s)
+        elif not stuck and d.not_answering and started is None:
+            d.not_answering = False
+            logger.info("ferrum-otel: GPU %d (%s) answers NVML again", d.index, d.uuid)
 
     def _read_fast(self, d: GpuDevice) -> dict[str, Any]:
         nvml, q, h = self._nvml, self._query, d.handle
         r: dict[str, Any] = {}
-        util = q(d, "utilization", nvml.nvmlDeviceGetUtilizationRates, h)
-        if util is not None:
-            r["util_gpu"] = util.gpu / 100.0
-            r["util_memory"] = util.memory / 100.0
+
+        def put(what: str, raw: Any, convert: Callable[[Any], dict[str, Any]]) -> None:
+            # A value of the wrong type drops that field, never the reading.
+            if raw is None:
+                return
+            try:
+                r.update(convert(raw))
+            except Exception as e:  # noqa: BLE001 - whatever a broken binding answers
+                if what not in d._failed_logged:
+                    d._failed_logged.add(what)
+                    logger.warning("ferrum-otel: GPU %d answered %s with %r (%s); that field is left out",
+                                   d.index, what, raw, type(e).__name__)
+
+        put("utilization", q(d, "utilization", nvml.nvmlDeviceGetUtilizationRates, h),
+            lambda u: {"util_gpu": _num(u.gpu) / 100.0, "util_memory": _num(u.memory) / 100.0})
         for task, fn in (("encoder", nvml.nvmlDeviceGetEncoderUtilization),
                          ("decoder", nvml.nvmlDeviceGetDecoderUtilization)):
-            value = q(d, f"util_{task}", fn, h)
-            if value is not None:
-                r[f"util_{task}"] = value[0] / 100.0
+            put(f"util_{task}", q(d, f"util_{task}", fn, h), lambda v, k=f"util_{task}": {k: _num(v[0]) / 100.0})
         mem = q(d, "memory_v2", nvml.nvmlDeviceGetMemoryInfo, h, nvml.nvmlMemory_v2)
         if mem is not None:
             # v2 leaves the driver's reservation out of `used`, as nvidia-smi does.
-            r["mem_used"], r["mem_free"], r["mem_reserved"] = int(mem.used), int(mem.free), int(mem.reserved)
-            r["mem_total"] = int(mem.total)
+            put("memory_v2", mem, lambda m: {"mem_used": _int(m.used), "mem_free": _int(m.free),
+                                             "mem_reserved": _int(m.reserved), "mem_total": _int(m.total)})
         else:
-            mem = q(d, "memory_v1", nvml.nvmlDeviceGetMemoryInfo, h)
-            if mem is not None:
-                r["mem_used"], r["mem_free"], r["mem_total"] = int(mem.used), int(mem.free), int(mem.total)
-        temp = q(d, "temperature", nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU)
-        if temp is not None:
-            r["temperature_c"] = float(temp)
-        power = q(d, "power", nvml.nvmlDeviceGetPowerUsage, h)
-        if power is not None:
-            r["power_w"] = power / 1000.0
+            put("memory_v1", q(d, "memory_v1", nvml.nvmlDeviceGetMemoryInfo, h),
+                lambda m: {"mem_used": _int(m.used), "mem_free": _int(m.free), "mem_total": _int(m.total)})
+        put("temperature", q(d, "temperature", nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
+            lambda v: {"temperature_c": _num(v)})
+        put("power", q(d, "power", nvml.nvmlDeviceGetPowerUsage, h), lambda v: {"power_w": _num(v) / 1000.0})
         for clock, kind in (("sm", nvml.NVML_CLOCK_SM), ("memory", nvml.NVML_CLOCK_MEM)):
-            value = q(d, f"clock_{clock}", nvml.nvmlDeviceGetClockInfo, h, kind)
-            if value is not None:
-                r[f"clock_{clock}_hz"] = value * 1e6
-        pstate = q(d, "pstate", nvml.nvmlDeviceGetPerformanceState, h)
-        if pstate is not None:
-            r["pstate"] = int(pstate)
-        reasons = q(d, "clock_events", _clock_events(nvml), h)
-        if reasons is not None:
-            r["clock_events"] = int(reasons)
+            put(f"clock_{clock}", q(d, f"clock_{clock}", nvml.nvmlDeviceGetClockInfo, h, kind),
+                lambda v, k=f"clock_{clock}_hz": {k: _num(v) * 1e6})
+        put("pstate", q(d, "pstate", nvml.nvmlDeviceGetPerformanceState, h), lambda v: {"pstate": _int(v)})
+        put("clock_events", q(d, "clock_events", _clock_events(nvml), h), lambda v: {"clock_events": _int(v)})
         for kind, code in (("uncorrected", nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
                            ("corrected", nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED)):
-            value = q(d, f"ecc_{kind}", nvml.nvmlDeviceGetTotalEccErrors, h, code, nvml.NVML_VOLATILE_ECC)
-            if value is not None:
-                r[f"ecc_{kind}"] = int(value)
-        procs = q(d, "processes", nvml.nvmlDeviceGetComputeRunningProcesses, h)
-        if procs is not None:
-            r["processes"] = [(p.pid, p.usedGpuMemory) for p in procs
-                              if (self.all_processes or p.pid == self._pid) and p.usedGpuMemory is not None]
+            put(f"ecc_{kind}", q(d, f"ecc_{kind}", nvml.nvmlDeviceGetTotalEccErrors, h, code, nvml.NVML_VOLATILE_ECC),
+                lambda v, k=f"ecc_{kind}": {k: _int(v)})
+        put("processes", q(d, "processes", nvml.nvmlDeviceGetComputeRunningProcesses, h),
+            lambda procs: {"processes": [(_int(p.pid), _int(p.usedGpuMemory)) for p in procs
+                                         if (self.all_processes or p.pid == self._pid)
+                                         and p.usedGpuMemory is not None]})
         return r
 
     # ---- the slow cadence -----------------------------------------------------------
@@ -312,36 +355,104 @@ class GpuSampler:
             ("bar1", nvml.nvmlDeviceGetBAR1MemoryInfo, (d.handle,)),
         ]
 
-    def read_slow(self) -> None:
-        """One pass of the slow queries (the background thread calls this on its cadence)."""
-        for i, d in enumerate(self.devices):
-            out: dict[str, Any] = {}
-            for what, fn, args in self._slow_queries(d):
-                if self._stop.is_set():
-                    return
-                value = self._query(d, what, fn, *args)
-                if value is None:
-                    continue
+    def read_slow_device(self, d: GpuDevice) -> dict[str, Any]:
+        """One pass of the slow queries for one GPU (its reader calls this on its cadence)."""
+        out: dict[str, Any] = {}
+        for what, fn, args in self._slow_queries(d):
+            if self._stop.is_set():
+                break
+            value = self._query(d, what, fn, *args)
+            if value is None:
+                continue
+            try:
                 if what == "energy":
-                    out["energy_j"] = value / 1000.0
+                    out["energy_j"] = _num(value) / 1000.0
                 elif what == "bar1":
-                    out["bar1_used"] = int(value.bar1Used)
+                    out["bar1_used"] = _int(value.bar1Used)
                 else:
-                    out[what + "_Bps"] = value * 1024.0  # NVML reports KB/s
-            with self._lock:
-                self._slow[i] = out
+                    out[what + "_Bps"] = _num(value) * 1024.0  # NVML reports KB/s
+            except Exception:  # noqa: BLE001 - a value of the wrong type drops that field
+                if what not in d._failed_logged:
+                    d._failed_logged.add(what)
+                    logger.warning("ferrum-otel: GPU %d answered %s with %r; that field is left out", d.index, what,
+                                   value)
+        return out
+
+    def read_slow(self) -> None:
+        """One pass of the slow queries over every GPU, on the calling thread (for tests and
+        tools; the readers run it on their own cadence)."""
+        self.start()
+        for reader in self._readers:
+            reader.slow = self.read_slow_device(reader.device)
 
     def slow_readings(self) -> dict[int, dict[str, Any]]:
-        with self._lock:
-            return {i: r for i, r in self._slow.items() if not self.devices[i].lost}
+        return {i: r.slow for i, r in enumerate(self._readers) if not r.device.lost and r.slow}
 
-    def _slow_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.read_slow()
-            except Exception:  # noqa: BLE001
-                logger.warning("ferrum-otel: slow GPU queries failed", exc_info=True)
-            self._stop.wait(self.slow_interval_s)
+
+def _num(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a number: {value!r}")
+    return float(value)
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not an integer: {value!r}")
+    return value
+
+
+class _Reader:
+    """One GPU's reader thread: every NVML call for that GPU after start-up happens here."""
+
+    def __init__(self, sampler: GpuSampler, index: int, device: GpuDevice) -> None:
+        self.sampler = sampler
+        self.device = device
+        self.wake = threading.Event()
+        self.done = threading.Event()
+        self.wanted = False
+        self.reading: dict[str, Any] | None = None
+        self.read_at: float | None = None
+        self.slow: dict[str, Any] = {}
+        self.thread = threading.Thread(target=self._run, name=f"ferrum-otel-nvml-{index}", daemon=True)
+        self.thread.start()
+
+    def ask(self) -> bool:
+        """Ask for a fresh reading; False when the GPU is lost or its reader is stuck in a call
+        (it is then not asked again until that call returns)."""
+        d = self.device
+        started = d.call_started
+        if d.lost or (started is not None and self.sampler._clock() - started > self.sampler.hang_after_s):
+            return False
+        if not self.wanted:
+            self.done.clear()
+            self.wanted = True
+            self.wake.set()
+        return True
+
+    def _run(self) -> None:
+        sampler, d = self.sampler, self.device
+        slow_due = time.monotonic()
+        has_slow = bool(sampler._slow_queries(d))
+        while not sampler._stop.is_set() and not d.lost:
+            timeout = max(0.0, slow_due - time.monotonic()) if has_slow else None
+            self.wake.wait(timeout)
+            self.wake.clear()
+            if sampler._stop.is_set():
+                break
+            if self.wanted:
+                try:
+                    reading = sampler._read_fast(d)
+                    self.reading, self.read_at = reading, sampler._clock()
+                except Exception:  # noqa: BLE001
+                    logger.warning("ferrum-otel: reading GPU %d failed", d.index, exc_info=True)
+                self.wanted = False
+                self.done.set()
+            if has_slow and time.monotonic() >= slow_due:
+                try:
+                    self.slow = sampler.read_slow_device(d)
+                except Exception:  # noqa: BLE001
+                    logger.warning("ferrum-otel: slow GPU queries failed", exc_info=True)
+                slow_due = time.monotonic() + sampler.slow_interval_s
 
 
 def _clock_events(nvml: Any) -> Callable[[Any], int]:

@@ -7,13 +7,15 @@ from typing import Any, Callable, Iterable, Sequence
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from .. import semconv as s
-from .._log import log_failure, logger
+from .._log import log_failure, logger, warn_once
 from ..schema import GpuMetrics
 from ._nvml import CLOCK_EVENT_REASONS, GpuDevice, GpuSampler, shared_sampler
 
 __all__ = ["GpuInstruments", "register_gpu_instruments", "instrument_gpu", "gpu_snapshot"]
 
 Reading = dict[str, Any]
+#: How long gpu_snapshot() waits for fresh readings (a collection waits only a few ms).
+SNAPSHOT_WAIT_S = 1.0
 _NAN = float("nan")
 Emit = Callable[[GpuDevice, Reading, Reading], Iterable[tuple[float, dict[str, Any]]]]
 
@@ -29,7 +31,12 @@ _CLOCKS = {clock: _extra(ferrum__gpu__clock=clock) for clock in ("sm", "memory")
 _REASONS = [(bit, _extra(ferrum__gpu__clock_event__reason=name)) for bit, name in CLOCK_EVENT_REASONS]
 _ECC = [(f"ecc_{kind}", _extra(hw__type=s.HW_TYPE_GPU, error__type=kind)) for kind in ("uncorrected", "corrected")]
 _PCIE = [(key, _extra(network__io__direction=d)) for d, key in (("transmit", "pcie_tx_Bps"), ("receive", "pcie_rx_Bps"))]
-_STATES = [(state, _extra(hw__type=s.HW_TYPE_GPU, hw__state=state)) for state in ("ok", "failed")]
+_STATES = [(state, _extra(hw__type=s.HW_TYPE_GPU, hw__state=state)) for state in ("ok", "degraded", "failed")]
+
+
+def _state(d: GpuDevice) -> str:
+    """failed: NVML says the GPU is lost; degraded: it stopped answering (a call is stuck)."""
+    return "failed" if d.lost else "degraded" if d.not_answering else "ok"
 
 
 def _utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
@@ -127,6 +134,7 @@ class GpuInstruments:
         ]
         self.instruments = [register_observable(meter, spec, self._callback(emit)) for spec, emit in table]
         self.instruments.append(register_observable(meter, s.GPU_STATUS, self._status))
+        self.instruments.append(register_observable(meter, s.GPU_READING_AGE, self._age))
 
     def _callback(self, emit: Emit) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(_options: CallbackOptions) -> Iterable[Observation]:
@@ -149,8 +157,19 @@ class GpuInstruments:
             return []
         out = []
         for d in self.sampler.devices:
+            current = _state(d)
             for state, extra in _STATES:
-                out.append(Observation(1 if (state == "failed") == d.lost else 0, d.attributes_with(extra)))
+                out.append(Observation(1 if state == current else 0, d.attributes_with(extra)))
+        return out
+
+    def _age(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if not self.enabled or not self.sampler.available:
+            return []
+        out = []
+        for i, d in enumerate(self.sampler.devices):
+            age = self.sampler.age(i)
+            if age is not None and not d.lost:
+                out.append(Observation(age, d.attributes))
         return out
 
     def close(self) -> None:
@@ -203,18 +222,31 @@ def instrument_gpu(
 
 
 def gpu_snapshot(sampler: GpuSampler | None = None) -> list[GpuMetrics]:
-    """One ``GpuMetrics`` per GPU, read now; an empty list where there is no GPU or NVML."""
-    sampler = sampler or shared_sampler()
-    if not sampler.available:
+    """One ``GpuMetrics`` per GPU, read now (waiting at most a second); an empty list where
+    there is no GPU or NVML.  It never raises: a float field NVML could not give is NaN
+    (``null`` on the wire); a GPU whose memory could not be read is left out, since the
+    engine's type has no way to say "unknown" for it."""
+    try:
+        sampler = sampler or shared_sampler()
+        if not sampler.available:
+            return []
+        readings = sampler.readings(wait_s=SNAPSHOT_WAIT_S)
+    except Exception:  # noqa: BLE001
+        log_failure("reading GPU metrics for a snapshot")
         return []
     out = []
-    for i, r in sampler.readings().items():
+    for i, r in readings.items():
         d = sampler.devices[i]
+        used, total = r.get("mem_used"), r.get("mem_total", d.memory_total)
+        if used is None or total is None:
+            warn_once(f"snapshot-memory:{d.uuid}", "ferrum-otel: GPU %d: memory could not be read; it is left "
+                      "out of gpu_snapshot()", d.index)
+            continue
         # A reading the GPU does not give is NaN, never a made-up 0 (serde writes it as null).
         out.append(GpuMetrics(
             utilization_percent=100.0 * r["util_gpu"] if "util_gpu" in r else _NAN,
-            memory_used_bytes=r.get("mem_used", 0),
-            memory_total_bytes=r.get("mem_total", d.memory_total or 0),
+            memory_used_bytes=used,
+            memory_total_bytes=total,
             temperature_celsius=r.get("temperature_c", _NAN),
             power_watts=r.get("power_w", _NAN),
         ))
