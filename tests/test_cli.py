@@ -148,12 +148,12 @@ def test_convert(tmp_path):
 
     golden = FIXTURES / "serde" / "valid"
     out = _cli("convert", str(golden / "RequestMetrics.json"), "--output", str(tmp_path / "a"))
-    assert out.returncode == 0 and "replayed 1 RequestMetrics" in out.stdout
+    assert out.returncode == 0 and "replayed 1 of 1 RequestMetrics" in out.stdout
     lines = tmp_path / "many.jsonl"
     one = (golden / "RequestMetrics.json").read_text().replace("\n", "")
     lines.write_text(f"{one}\n{one}\n{one}\n")
     out = _cli("convert", str(lines), "--output", str(tmp_path / "b"))
-    assert "replayed 3 RequestMetrics" in out.stdout
+    assert "replayed 3 of 3 RequestMetrics" in out.stdout
     assert run_file(tmp_path / "b", "traces").read_text().count('"name":"decode"') == 3
     out = _cli("convert", str(golden / "SchedulerStats.json"), "--type", "SchedulerStats", "--output", str(tmp_path / "c"))
     assert "replayed 1 SchedulerStats as engine-state metrics" in out.stdout

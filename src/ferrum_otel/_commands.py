@@ -8,10 +8,10 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from typing import IO
+from typing import IO, Any, Iterator
 from urllib.parse import urlsplit
 
-__all__ = ["gpu", "doctor", "convert"]
+__all__ = ["gpu", "doctor", "convert", "iter_documents", "InputError"]
 
 
 def gpu(out: IO[str]) -> int:
@@ -81,6 +81,7 @@ def doctor(out: IO[str]) -> int:
     """Check what the environment configures, whether the endpoint answers, whether NVML is there."""
     from importlib.metadata import version
 
+    from ._delivery import redact_text, redact_url
     from ._settings import ConfigurationError, resolve
     from ._version import __version__
 
@@ -108,7 +109,7 @@ def doctor(out: IO[str]) -> int:
             c.line("destination", "no OTLP endpoint: configure() writes OTLP JSON lines to ./ferrum-otel-telemetry")
         for signal, url in settings.endpoints.items():
             ok, finding = _reachable(url, settings.protocol)
-            c.line(signal, f"{settings.protocol} {url}: {finding}",
+            c.line(signal, f"{settings.protocol} {redact_url(url)}: {redact_text(finding)}",
                    None if ok else "start a collector there (collector-config/ has configurations) or fix "
                                    "OTEL_EXPORTER_OTLP_ENDPOINT")
         if settings.headers:
@@ -136,59 +137,139 @@ _GAUGE_SOURCES = {"EngineStatus": "status", "SchedulerStats": "scheduler", "Cach
                   "BatchingMetrics": "batching", "HealthStatus": "health"}
 
 
-def _documents(text: str) -> list[tuple[str, str]]:
-    """(where, JSON text) per document: one value, an array of values, or JSON lines."""
-    stripped = text.strip()
-    if not stripped:
-        raise ValueError("the input is empty")
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
-        lines = [(f"line {i}", line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
-        if len(lines) > 1:
-            return lines
-        raise
-    if isinstance(value, list):
-        return [(f"item {i}", json.dumps(item)) for i, item in enumerate(value)]
-    return [("the document", stripped)]
+class InputError(ValueError):
+    """A document convert cannot read: the message names the file, the line and the reason."""
+
+
+_CHUNK = 1 << 20
+
+
+def iter_documents(stream: IO[str], name: str, decoder: json.JSONDecoder | None = None) -> Iterator[tuple[int, Any]]:
+    """(line, value) for each JSON value in ``stream``: the items of one top-level array, or a
+    sequence of values (one document, or JSON lines).  Reads in chunks, so memory stays
+    bounded by the largest single value, whatever the size of the file."""
+    decoder = decoder or json.JSONDecoder()
+    buf, pos, line, eof = "", 0, 1, False
+    in_array = None  # None until the first value's first character is known
+
+    def fill() -> bool:
+        nonlocal buf, pos, eof
+        if eof:
+            return False
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            eof = True
+            return False
+        buf = buf[pos:] + chunk
+        pos = 0
+        return True
+
+    def skip(chars: str) -> None:
+        nonlocal pos, line
+        while True:
+            while pos < len(buf) and buf[pos] in chars:
+                if buf[pos] == "\n":
+                    line += 1
+                pos += 1
+            if pos < len(buf) or not fill():
+                return
+
+    skip(" \t\r\n")
+    if pos >= len(buf):
+        raise InputError(f"{name}: the input is empty")
+    if buf[pos] == "[":
+        in_array = True
+        pos += 1
+    expect_item = True
+    while True:
+        skip(" \t\r\n")
+        if pos >= len(buf):
+            if in_array:
+                raise InputError(f"{name}, line {line}: the array is not closed (']' expected)")
+            return
+        if in_array and buf[pos] == "]":
+            pos += 1
+            skip(" \t\r\n")
+            if pos < len(buf):
+                raise InputError(f"{name}, line {line}: text after the closing ']'")
+            return
+        if in_array and not expect_item:
+            if buf[pos] != ",":
+                raise InputError(f"{name}, line {line}: ',' or ']' expected between array items")
+            pos += 1
+            skip(" \t\r\n")
+        while True:
+            try:
+                value, end = decoder.raw_decode(buf, pos)
+            except json.JSONDecodeError as e:
+                # Perhaps the value runs past this chunk: read more and try again.
+                if not eof and e.pos >= len(buf) - 1 or (not eof and len(buf) - pos < _CHUNK):
+                    if fill():
+                        continue
+                raise InputError(f"{name}, line {line + buf.count(chr(10), pos, e.pos)}: {e.msg}") from None
+            except ValueError as e:  # serde's rules: a duplicate key, NaN, a float out of range
+                raise InputError(f"{name}, line {line}: {e}") from None
+            except RecursionError:
+                raise InputError(f"{name}, line {line}: a value is nested too deeply to read") from None
+            if end == len(buf) and not eof and fill():
+                continue  # a number or literal may go on in the next chunk
+            break
+        yield line, value
+        line += buf.count("\n", pos, end)
+        pos = end
+        expect_item = False
 
 
 def convert(path: str, type_name: str, endpoint: str | None, output: str | None, out: IO[str]) -> int:
     """Replay the engine's JSON: RequestMetrics as request spans and metrics, engine-state types
-    through the gauges; any other schema type is read and checked."""
+    through the gauges; any other schema type is read and checked.  Streams the input, waits
+    for room in the span queue rather than dropping, and exits 1 when anything was lost."""
     import ferrum_otel
     from ferrum_otel import schema
-    from ferrum_otel.serde import WireFormatError, loads
+    from ferrum_otel.serde import DECODER, WireFormatError, from_builtins
 
     cls = getattr(schema, type_name, None)
     if not isinstance(cls, type) or type_name not in schema.__all__:
         raise ValueError(f"{type_name!r} is not a schema type; for example RequestMetrics, SchedulerStats, CacheStats")
-    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
-    objects = []
-    for where, doc in _documents(text):
-        try:
-            objects.append(loads(doc, cls))
-        except WireFormatError as e:
-            raise ValueError(f"{path}, {where}: {e}") from None
+    name = "standard input" if path == "-" else path
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
     handle = ferrum_otel.configure(service_name="ferrum-otel-convert", endpoint=endpoint, output=output,
                                    console=False, gpu=False, memory=False)
+    count = refused = 0
+    error: str | None = None
     try:
-        if type_name == "RequestMetrics":
-            for m in objects:
-                ferrum_otel.record_request(m)
-            summary = f"replayed {len(objects)} RequestMetrics as request spans with their phases, and metrics"
-        elif type_name in _GAUGE_SOURCES:
-            for obj in objects:
+        for line, value in iter_documents(stream, name, DECODER):
+            try:
+                obj = from_builtins(value, cls)
+            except WireFormatError as e:
+                raise InputError(f"{name}, line {line}: {e}") from None
+            count += 1
+            if type_name == "RequestMetrics":
+                if not ferrum_otel.record_request(obj, block=True):
+                    refused += 1
+            elif type_name in _GAUGE_SOURCES:
                 observer = ferrum_otel.observe_engine(**{_GAUGE_SOURCES[type_name]: (lambda o=obj: o)})
                 handle.force_flush()
                 observer.close()
-            summary = f"replayed {len(objects)} {type_name} as engine-state metrics"
-        else:
-            summary = (f"read {len(objects)} {type_name}: valid, but {type_name} has no spans or metrics of its own "
-                       f"(replayed types: RequestMetrics, {', '.join(_GAUGE_SOURCES)})")
+    except InputError as e:
+        error = str(e)
     finally:
-        handle.shutdown()
+        if stream is not sys.stdin:
+            stream.close()
+        handle.shutdown(timeout_s=30)
+    delivery = handle.delivery()
+    if type_name == "RequestMetrics":
+        summary = f"replayed {count - refused} of {count} RequestMetrics as request spans with their phases, and metrics"
+    elif type_name in _GAUGE_SOURCES:
+        summary = f"replayed {count} {type_name} as engine-state metrics"
+    else:
+        summary = (f"read {count} {type_name}: valid, but {type_name} has no spans or metrics of its own "
+                   f"(replayed types: RequestMetrics, {', '.join(_GAUGE_SOURCES)})")
     print(summary, file=out)
-    if handle.destinations and type_name in (("RequestMetrics",) + tuple(_GAUGE_SOURCES)):
+    if type_name in (("RequestMetrics",) + tuple(_GAUGE_SOURCES)):
         print("telemetry went to " + "; ".join(handle.destinations), file=out)
-    return 0
+        print(f"telemetry: {delivery.line()}", file=out)
+    if error is not None:
+        print(f"ferrum-otel convert: {error}", file=sys.stderr)
+        return 2
+    return 0 if delivery.nothing_lost and not refused else 1

@@ -86,8 +86,8 @@ class Telemetry:
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Flush, then stop what this handle made (not providers passed in), returning within
         ``timeout_s`` (+ about 0.5 s); what is not delivered by then is counted lost, and one
-        line says what was lost and why.  Providers made global stay up (the API sets them
-        once per process), flushed now and stopped, within the same bound, at exit."""
+        line says what was lost and why.  Providers it made global are stopped too (the API
+        cannot unset them): spans the application ends on them later are counted lost."""
         with self._lock:
             if self._closed:
                 return
@@ -100,11 +100,7 @@ class Telemetry:
         if p is None:
             return
         _forget_at_exit(self)
-        if p.is_global:
-            self.force_flush(timeout_s)
-            _linger(p)
-        else:
-            _stop_pipeline(p, timeout_s)
+        _stop_pipeline(p, timeout_s)
         self._report()
 
     def _report(self) -> None:
@@ -186,28 +182,19 @@ def _guarded(job: Any) -> None:
 # handler stops whatever configure() left running.
 AT_EXIT_TIMEOUT_S = 5.0
 _live: list[Telemetry] = []
-_lingering: list[Pipeline] = []
 
 
 def _at_exit() -> None:
     with _lock:
-        handles, pipelines = list(_live), list(_lingering)
-        _lingering.clear()
+        handles = list(_live)
     for handle in handles:
         handle.shutdown(AT_EXIT_TIMEOUT_S)
-    for p in pipelines:
-        _stop_pipeline(p, AT_EXIT_TIMEOUT_S)
 
 
 def _forget_at_exit(handle: Telemetry) -> None:
     with _lock:
         if handle in _live:
             _live.remove(handle)
-
-
-def _linger(p: Pipeline) -> None:
-    with _lock:
-        _lingering.append(p)
 
 
 atexit.register(_at_exit)

@@ -259,9 +259,12 @@ def redact_url(url: str) -> str:
 _USERINFO = re.compile(r"(?<![\w/])[^\s/@:'\"]+:[^\s/@'\"]+@(?=[\w\[])")
 
 
+_QUERY = re.compile(r"(/[^\s?#'\"]*)\?[^\s'\"()]+")
+
+
 def redact_text(text: str) -> str:
-    """Every URL inside ``text`` redacted, and any bare ``user:password@host``."""
-    return _USERINFO.sub("***@", _URL.sub(_redact_match, text))
+    """Every URL inside ``text`` redacted, any bare ``user:password@host``, any ``/path?query``."""
+    return _QUERY.sub(r"\1?***", _USERINFO.sub("***@", _URL.sub(_redact_match, text)))
 
 
 def _redact_match(m: re.Match[str]) -> str:

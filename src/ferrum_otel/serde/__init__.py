@@ -21,7 +21,7 @@ from ._hooks import DupDict, Fail, converter, identity
 from ._write import writer_for
 from ._text import F32, write
 
-__all__ = ["loads", "dumps", "to_builtins", "from_builtins", "WireFormatError", "converter", "F32"]
+__all__ = ["loads", "dumps", "to_builtins", "from_builtins", "WireFormatError", "converter", "F32", "DECODER"]
 
 T = TypeVar("T")
 
@@ -71,6 +71,9 @@ def _parse_float(text: str) -> float:
 
 
 _decoder = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant, parse_float=_parse_float)
+#: The JSON reader with serde_json's rules (duplicate keys, no NaN, finite floats), for
+#: callers that read values one by one from a stream (``ferrum-otel convert``).
+DECODER = _decoder
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
