@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import ferrum_otel
+
 from .localfiles import run_file
 
 

@@ -22,21 +22,10 @@ import pytest
 import ferrum_otel
 
 from .backends import Rotel, free_port, wait_for
-from .test_faults import REQUEST_BOUND_S, BlackHole
+from .test_faults import REQUEST_BOUND_S, BlackHole, _requests
 
 MODEL = "m"
 PROTOCOLS = ["grpc", "http/protobuf"]
-
-
-def _requests(n: int, tag: str, tokens: int = 2) -> float:
-    worst = 0.0
-    for i in range(n):
-        t0 = time.perf_counter()
-        with ferrum_otel.request(model=MODEL, request_id=f"{tag}-{i}") as req:
-            for _ in range(tokens):
-                req.token()
-        worst = max(worst, time.perf_counter() - t0)
-    return worst
 
 
 def _balanced(signal) -> None:

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from .backends import unavailable
 from .localfiles import run_file
 

@@ -14,7 +14,6 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-import ferrum_otel
 from ferrum_otel import semconv as s
 from ferrum_otel._fake_nvml import SLOW_CALLS, FakeNvml
 from ferrum_otel.metrics._nvml import GpuSampler

@@ -95,12 +95,13 @@ class Telemetry:
         if self.runtime is not None:
             # Quiet until configure() again, even where global providers would still answer.
             _runtime.uninstall(self.runtime, quiet=True)
-        self._close_gauges()
         p = self.pipeline
         if p is None:
+            self._close_gauges()
             return
         _forget_at_exit(self)
-        _stop_pipeline(p, timeout_s)
+        _stop_pipeline(p, timeout_s)  # its final collection still reads the gauges
+        self._close_gauges()
         self._report()
 
     def _report(self) -> None:

@@ -17,7 +17,7 @@ from opentelemetry.metrics import Meter, MeterProvider
 from opentelemetry.trace import Tracer, TracerProvider
 
 from . import semconv
-from ._log import log_failure, logger
+from ._log import log_failure
 from ._version import __version__
 
 __all__ = ["Runtime", "active", "install", "uninstall", "log_failure"]

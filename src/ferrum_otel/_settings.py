@@ -12,9 +12,9 @@ import re
 from typing import Any, Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ._delivery import redact_url
-
 import attrs
+
+from ._delivery import redact_url
 
 __all__ = ["ConfigurationError", "Settings", "resolve", "parse_key_values"]
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import attrs
 
-from ._types import JsonValue, f32, schema, u8, usize, u64
+from ._types import JsonValue, f32, schema, u8, u64, usize
 from ._variant import Variant, install_units
 from .devices import DataType, Device
 from .ids import ModelId

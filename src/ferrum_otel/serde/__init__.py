@@ -18,8 +18,8 @@ from ..schema._errors import SchemaError
 from ..schema._types import check_for, describe
 from . import _read  # noqa: F401 - registers the structure hooks
 from ._hooks import DupDict, Fail, converter, identity
-from ._write import writer_for
 from ._text import F32, write
+from ._write import writer_for
 
 __all__ = ["loads", "dumps", "to_builtins", "from_builtins", "WireFormatError", "converter", "F32", "DECODER"]
 

@@ -6,10 +6,9 @@ import inspect
 from typing import TYPE_CHECKING, Any, Mapping
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace as _trace_api
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
-
-from opentelemetry import trace as _trace_api
 
 from .. import _runtime
 from .. import semconv as s
