@@ -13,6 +13,62 @@ CHECKED_PREFIXES = ("gen_ai.", "hw.", "process.", "system.", "server.", "error."
 
 
 @lru_cache(maxsize=None)
+def details() -> tuple[dict[str, str], dict[str, set[str]], dict[str, set[str]], dict[str, set[str]]]:
+    """(metric -> value type, metric -> attributes it requires, span group prefix -> required
+    attributes, enum attribute -> its members), from the same YAML."""
+    value_types: dict[str, str] = {}
+    required: dict[str, set[str]] = {}
+    span_required: dict[str, set[str]] = {}
+    members: dict[str, set[str]] = {}
+    for path in sorted((FIXTURES / "semconv").rglob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        entries = [(m["name"], m) for m in doc.get("metrics", []) or []]
+        entries += [(g.get("metric_name") or g["id"].removeprefix("metric."), g) for g in doc.get("groups", [])
+                    if g.get("type") == "metric"]
+        for name, m in entries:
+            vt = ((m.get("annotations") or {}).get("code_generation") or {}).get("metric_value_type")
+            if vt:
+                value_types[name] = vt
+            required[name] = {a.get("ref") or a.get("id") for a in m.get("attributes", []) or []
+                              if a.get("requirement_level") == "required"} - {None}
+        for group in doc.get("groups", []):
+            if group.get("type") == "span":
+                span_required[group["id"]] = {a.get("ref") or a.get("id") for a in group.get("attributes", []) or []
+                                              if a.get("requirement_level") == "required"} - {None}
+            for attr in group.get("attributes", []) or []:
+                if isinstance(attr.get("type"), dict) and "id" in attr:
+                    members[attr["id"]] = {str(m["value"]) for m in attr["type"].get("members", [])}
+    return value_types, required, span_required, members
+
+
+# Enums the spec leaves open to values of the instrumentation's own (a custom provider name).
+OPEN_ENUMS = frozenset({"gen_ai.provider.name", "error.type"})
+
+
+def check_values(metrics: dict[str, Any], attribute_values: dict[str, set[Any]]) -> list[str]:
+    """Point value types, attributes each spec metric requires, and enum values, against the YAML."""
+    value_types, required, _spans, members = details()
+    problems = []
+    for name, metric in metrics.items():
+        points = list(metric.data.data_points)
+        want = value_types.get(name)
+        if want and type(metric.data).__name__ != "Histogram":
+            got = {type(p.value).__name__ for p in points}
+            if got - {"int" if want == "int" else "float"}:
+                problems.append(f"metric {name}: values are {sorted(got)}, the spec says {want}")
+        for attr in required.get(name, ()):
+            missing = [p for p in points if attr not in p.attributes]
+            if missing:
+                problems.append(f"metric {name}: {len(missing)} points lack the required {attr}")
+    for attr, values in attribute_values.items():
+        if attr in members and attr not in OPEN_ENUMS:
+            odd = {str(v) for v in values} - members[attr]
+            if odd:
+                problems.append(f"attribute {attr}: {sorted(odd)} are not among the spec's {sorted(members[attr])}")
+    return problems
+
+
+@lru_cache(maxsize=None)
 def spec() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """(metric name -> (instrument, unit), attribute id -> type name)."""
     metrics: dict[str, tuple[str, str]] = {}

@@ -14,7 +14,7 @@ from ferrum_otel.serde import loads
 from ferrum_otel.testing import capture
 
 from .conftest import FIXTURES
-from .semconv_spec import check_emitted, python_type_name, spec
+from .semconv_spec import check_emitted, check_values, details, python_type_name, spec
 
 
 def _everything_tracing_emits(cap):
@@ -58,15 +58,33 @@ def test_tracing_conforms_to_the_spec():
     """Every emitted metric and attribute that the spec defines has the spec's instrument, unit and type."""
     with capture(capture_content=True) as cap:
         _everything_tracing_emits(cap)
-        metrics = cap.metrics()
+        metrics = cap.metrics(scope=semconv.SCOPE_NAME)  # the system-metrics library answers for its own
         attributes: dict[str, set[str]] = defaultdict(set)
-        for span in cap.spans():
+        values: dict[str, set] = defaultdict(set)
+        spans = cap.spans()
+        for span in spans:
             for key, value in span.attributes.items():
                 attributes[key].add(python_type_name(value))
+                if not isinstance(value, (list, tuple)):
+                    values[key].add(value)
         for metric in metrics.values():
             for point in metric.data.data_points:
                 for key, value in point.attributes.items():
                     attributes[key].add(python_type_name(value))
+                    values[key].add(value)
+    assert check_values(metrics, values) == []
+    # The GenAI inference span group's required attributes, on every request span.
+    _types, _required, span_required, _members = details()
+    inference = span_required["span.gen_ai.inference.client"]
+    roots = [sp for sp in spans if sp.name.startswith(("text_completion", "chat"))]
+    assert roots and "gen_ai.provider.name" in inference
+    for root in roots:
+        assert inference | {"gen_ai.operation.name"} <= set(root.attributes), root.name
+        # The span name is "{gen_ai.operation.name} {gen_ai.request.model}".
+        assert root.name == f"{root.attributes['gen_ai.operation.name']} {root.attributes['gen_ai.request.model']}"
+        # Unknown is absent: no request gives a zero it did not measure.
+        assert root.attributes.get("gen_ai.usage.input_tokens", 1) != 0
+        assert root.attributes.get("gen_ai.request.stream", True) is True
     assert {"gen_ai.server.request.duration", "gen_ai.client.token.usage", "ferrum.engine.requests_total"} <= set(metrics)
     assert "error.type" in attributes and "gen_ai.request.top_k" in attributes
     assert check_emitted(metrics, attributes) == []
@@ -81,3 +99,22 @@ def test_semconv_definitions_match_the_spec():
             assert (ins.kind, ins.unit) == spec_metrics[ins.name], ins.name
             checked += 1
     assert checked == 5
+
+
+def test_each_scope_carries_the_schema_url_of_its_conventions():
+    """Request spans and metrics follow GenAI 1.41.1; the gauges (hw.*, engine state) hardware 1.44.0."""
+    from ferrum_otel.schema import SchedulerStats
+
+    with capture() as cap:
+        with ferrum_otel.request(model="m") as req:
+            req.token()
+        stats = loads((FIXTURES / "serde/valid/SchedulerStats.json").read_text(), SchedulerStats)
+        observer = ferrum_otel.observe_engine(scheduler=lambda: stats)
+        data = cap.reader.get_metrics_data()
+        observer.close()
+        (span,) = cap.spans("text_completion m")
+    assert span.instrumentation_scope.schema_url == "https://opentelemetry.io/schemas/1.41.1"
+    urls = {m.name: sm.scope.schema_url for rm in data.resource_metrics for sm in rm.scope_metrics
+            if sm.scope.name == semconv.SCOPE_NAME for m in sm.metrics}
+    assert urls["gen_ai.server.request.duration"] == "https://opentelemetry.io/schemas/1.41.1"
+    assert urls["ferrum.scheduler.requests"] == "https://opentelemetry.io/schemas/1.44.0"

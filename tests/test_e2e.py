@@ -61,7 +61,7 @@ def test_sdk_to_rotel(tmp_path, protocol, fake_gpu):
     (root,) = [sp for sp in spans if sp["Name"] == NAME]
     children = sorted((sp for sp in spans if sp.get("Parent ID") == root["ID"]), key=lambda sp: sp["start"])
     assert [c["Name"] for c in children] == ["queue", "prefill", "decode"]
-    assert root["Kind"] == "SPAN_KIND_SERVER" and root["Parent ID"] == ""
+    assert root["Kind"] == "SPAN_KIND_INTERNAL" and root["Parent ID"] == ""
     assert all(c["Trace ID"] == root["Trace ID"] for c in children)
     assert root["start"] <= children[0]["start"] and children[-1]["end"] <= root["end"]
     a = root["attributes"]

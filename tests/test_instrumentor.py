@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -88,3 +89,45 @@ def test_opentelemetry_instrument_with_no_code_change(tmp_path):
     assert {"text_completion tiny", "prefill", "decode"} <= names
     root = next(sp for sp in spans if sp["name"] == "text_completion tiny")
     assert root["attributes"]["gen_ai.usage.output_tokens"] == 3
+
+
+def test_standard_off_switch_silences_everything(monkeypatch, tmp_path):
+    """OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=ferrum_otel: no spans and no metrics, whatever providers are set
+    (passed to configure(), or global ones the application set itself)."""
+    from ferrum_otel.testing import capture
+
+    monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "flask, ferrum_otel")
+    with capture() as cap:
+        assert not cap.telemetry.enabled
+        with ferrum_otel.request(model="m") as req:
+            req.token()
+        observer = ferrum_otel.observe_engine(scheduler=lambda: None)
+        observer.close()
+        assert cap.spans() == [] and cap.metrics() == {}
+    app = tmp_path / "app.py"
+    app.write_text(
+        "from opentelemetry import trace, metrics\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "exp, reader = InMemorySpanExporter(), InMemoryMetricReader()\n"
+        "tp = TracerProvider(); tp.add_span_processor(SimpleSpanProcessor(exp)); trace.set_tracer_provider(tp)\n"
+        "metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "import ferrum_otel\n"
+        "with ferrum_otel.request(model='m') as r:\n"
+        "    r.token()\n"
+        "ferrum_otel.observe_engine(scheduler=lambda: None)\n"
+        "data = reader.get_metrics_data()\n"
+        "names = [m.name for rm in (data.resource_metrics if data else []) for sm in rm.scope_metrics "
+        "for m in sm.metrics]\n"
+        "print('spans', len(exp.get_finished_spans()), 'metrics', names)\n"
+    )
+    env = {**os.environ, "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "ferrum_otel"}
+    out = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "spans 0 metrics []" in out.stdout
+    env.pop("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
+    out = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, env=env, timeout=60)
+    assert "spans 2 metrics [" in out.stdout and "gen_ai.server.request.duration" in out.stdout  # the control

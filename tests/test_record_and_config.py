@@ -31,7 +31,7 @@ def test_record_request_from_golden_json():
         ferrum_otel.record_request(m)
         (root,) = cap.spans("text_completion meta-llama/Llama-3.1-8B-Instruct")
         children = cap.children(root)
-        assert root.kind is SpanKind.SERVER
+        assert root.kind is SpanKind.INTERNAL  # no remote parent
         assert root.start_time == m.created_at.unix_nanos
         assert root.end_time - root.start_time == 1532 * 1_000_000
         assert [(c.name, (c.end_time - c.start_time) // 1_000_000) for c in children] == [
@@ -150,7 +150,7 @@ def test_embedded_default_writes_otlp_json_and_a_summary(tmp_path, monkeypatch, 
     names = {sp["name"] for sp in spans}
     assert names == {"text_completion m", "prefill", "decode"}
     root = next(sp for sp in spans if sp["name"] == "text_completion m")
-    assert len(root["traceId"]) == 32 and int(root["traceId"], 16) and root["kind"] == 2
+    assert len(root["traceId"]) == 32 and int(root["traceId"], 16) and root["kind"] == 1  # SPAN_KIND_INTERNAL: no remote parent
     assert all(sp["parentSpanId"] == root["spanId"] for sp in spans if sp is not root)
     resource = {a["key"]: a["value"] for a in docs[0]["resourceSpans"][0]["resource"]["attributes"]}
     assert resource["service.name"] == {"stringValue": "svc"}

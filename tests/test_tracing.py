@@ -42,14 +42,14 @@ def _stream(req, n=4, gap=0.0005):
 
 
 def test_context_manager_span_tree_and_attributes(cap):
-    """with request(): a SERVER span with queue, prefill and decode children, exact and nested."""
+    """with request(): an INTERNAL root span (no remote caller) with queue, prefill and decode children."""
     with ferrum_otel.request(model=MODEL, input_tokens=12, max_tokens=64, temperature=0.7, top_p=0.9,
                              stream=True, client_id="tenant-a") as req:
         with req.phase("queue"):
             time.sleep(0.002)
         _stream(req, 5)
     root, children = _tree(cap)
-    assert root.kind is SpanKind.SERVER and root.parent is None
+    assert root.kind is SpanKind.INTERNAL and root.parent is None
     assert [c.name for c in children] == ["queue", "prefill", "decode"]
     _assert_nested(root, children)
     a = root.attributes
@@ -366,3 +366,36 @@ def test_unfinished_tracker_is_ended_when_dropped(cap):
     (root,) = cap.spans(NAME)
     assert root.attributes[s.FERRUM_CANCELLED] is True
     assert cap.counter("ferrum.engine.active_requests") == 0
+
+
+def test_span_kind_follows_the_parent(cap):
+    """SERVER only when continuing a remote caller (traceparent, headers, or a remote current context);
+    INTERNAL under a local span or with no parent; span_kind= overrides; phase spans stay INTERNAL."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.propagate import extract
+
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with ferrum_otel.request(model="remote", context=tp):
+        pass
+    with ferrum_otel.request(model="headers", context={"traceparent": tp}):
+        pass
+    token = otel_context.attach(extract({"traceparent": tp}))
+    try:
+        with ferrum_otel.request(model="attached"):
+            pass
+    finally:
+        otel_context.detach(token)
+    with trace.get_tracer("t").start_as_current_span("local"):
+        with ferrum_otel.request(model="local"):
+            pass
+    with ferrum_otel.request(model="none"):
+        pass
+    with ferrum_otel.request(model="forced", span_kind=SpanKind.CLIENT):
+        pass
+    with ferrum_otel.request(model="bad", context="garbage-traceparent"):
+        pass
+    kinds = {sp.name.split(" ")[-1]: sp.kind for sp in cap.spans() if sp.name.startswith("text_completion")}
+    assert kinds == {"remote": SpanKind.SERVER, "headers": SpanKind.SERVER, "attached": SpanKind.SERVER,
+                     "local": SpanKind.INTERNAL, "none": SpanKind.INTERNAL, "forced": SpanKind.CLIENT,
+                     "bad": SpanKind.INTERNAL}
+    assert {sp.kind for sp in cap.spans() if sp.name in s.PHASES} <= {SpanKind.INTERNAL}

@@ -259,7 +259,7 @@ def configure(
         previous.shutdown()
 
     set_strict(bool(strict))
-    if settings.disabled:
+    if settings.disabled or _runtime.disabled_by_environment():
         _runtime.install(None, disabled=True)
         handle = Telemetry(None, None, settings)
     else:
@@ -296,16 +296,18 @@ def _gauges(runtime: Runtime | None, gpu: bool | None, memory: bool) -> list[Any
     try:
         if memory:
             from .metrics.memory import register_memory_instruments
+            from .metrics.system import register_system_metrics
 
-            mem = register_memory_instruments(runtime.meter)
-            if mem is not None:
-                out.append(mem)
+            out.append(register_memory_instruments(runtime.gauge_meter))
+            system = register_system_metrics(runtime.meter_provider)
+            if system is not None:
+                out.append(system)
         if gpu is not False:
             from .metrics._nvml import shared_sampler
             from .metrics.gpu import register_gpu_instruments
 
             sampler = shared_sampler()
-            gpus = register_gpu_instruments(runtime.meter, sampler)
+            gpus = register_gpu_instruments(runtime.gauge_meter, sampler)
             if gpus is not None:
                 out.append(gpus)
             elif gpu is True:

@@ -8,6 +8,7 @@ providers are used once the host application (or ``opentelemetry-instrument``) h
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -20,7 +21,7 @@ from . import semconv
 from ._log import log_failure
 from ._version import __version__
 
-__all__ = ["Runtime", "active", "install", "uninstall", "log_failure"]
+__all__ = ["Runtime", "active", "install", "uninstall", "log_failure", "meter_for", "disabled_by_environment"]
 
 
 class Runtime:
@@ -41,6 +42,8 @@ class Runtime:
             semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL
         )
         self.meter: Meter = meter_provider.get_meter(semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL)
+        self.gauge_meter: Meter = meter_provider.get_meter(
+            semconv.SCOPE_NAME, __version__, schema_url=semconv.GAUGE_SCHEMA_URL)
         self.instruments = RequestInstruments(self.meter)
         self.capture_content = capture_content
         #: Where refused requests are counted, when ferrum-otel owns the span export.
@@ -67,11 +70,21 @@ class Runtime:
         return attrs
 
 
+DISABLE_VARIABLE = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+
+
+def disabled_by_environment() -> bool:
+    """True when ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS`` names ferrum-otel's entry point:
+    the standard off switch, which then silences spans and metrics alike."""
+    names = {n.strip() for n in os.environ.get(DISABLE_VARIABLE, "").split(",")}
+    return semconv.SCOPE_NAME in names or "*" in names
+
+
 _lock = threading.Lock()
 _installed: Runtime | None = None
 # From the global providers, made on first use once the application has set them.
 _from_globals: Runtime | None = None
-_disabled = False
+_disabled = disabled_by_environment()
 
 
 def active() -> Runtime | None:
@@ -93,6 +106,21 @@ def _resolve_globals() -> Runtime | None:
                 log_failure("using the global OpenTelemetry providers")
                 return None
         return _from_globals
+
+
+def meter_for(meter_provider: MeterProvider | None) -> Meter:
+    """The meter for gauges (hardware conventions 1.44.0).  The one rule for every public entry point: the provider given, else the runtime
+    ``configure()`` installed, else the global provider; a no-op meter when ferrum-otel is
+    off (``shutdown()``, or the standard off switch)."""
+    if meter_provider is not None:
+        return meter_provider.get_meter(semconv.SCOPE_NAME, __version__, schema_url=semconv.GAUGE_SCHEMA_URL)
+    rt = active()
+    if rt is not None:
+        return rt.gauge_meter
+    if _disabled or disabled_by_environment():
+        return _metrics_api.NoOpMeter(semconv.SCOPE_NAME)
+    return _metrics_api.get_meter_provider().get_meter(semconv.SCOPE_NAME, __version__,
+                                                       schema_url=semconv.GAUGE_SCHEMA_URL)
 
 
 def install(runtime: Runtime | None, *, disabled: bool = False) -> Runtime | None:

@@ -41,6 +41,8 @@ class FerrumInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
+        if _runtime.disabled_by_environment():
+            return  # opentelemetry-instrument skips us then; a direct instrument() call must too
         tracer_provider = kwargs.get("tracer_provider") or trace.get_tracer_provider()
         meter_provider = kwargs.get("meter_provider") or metrics.get_meter_provider()
         runtime = Runtime(tracer_provider, meter_provider, capture_content=bool(kwargs.get("capture_content", False)))

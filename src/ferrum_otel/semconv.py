@@ -15,7 +15,11 @@ from attrs import frozen
 
 #: Instrumentation scope.
 SCOPE_NAME: Final = "ferrum_otel"
+#: The request spans and metrics follow the GenAI conventions of 1.41.1 ...
 SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.1"
+#: ... the GPU, memory and engine-state gauges the hardware conventions of 1.44.0, so they are
+#: reported under the same scope name with that schema URL.
+GAUGE_SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
 
 # ---- GenAI attributes (semantic conventions v1.41.1) ---------------------------------
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"

@@ -45,14 +45,17 @@ class Capture:
         return sorted((s for s in self.spans() if s.parent is not None and s.parent.span_id == pid),
                       key=lambda s: s.start_time or 0)
 
-    def metrics(self) -> dict[str, Any]:
-        """Metric name -> the SDK's metric object (with ``.unit`` and ``.data.data_points``)."""
+    def metrics(self, scope: str | None = None) -> dict[str, Any]:
+        """Metric name -> the SDK's metric object (with ``.unit`` and ``.data.data_points``),
+        optionally only those of one instrumentation scope (``"ferrum_otel"``)."""
         data = self.reader.get_metrics_data()
         out: dict[str, Any] = {}
         if data is None:
             return out
         for rm in data.resource_metrics:
             for sm in rm.scope_metrics:
+                if scope is not None and sm.scope.name != scope:
+                    continue
                 for metric in sm.metrics:
                     out[metric.name] = metric
         return out

@@ -203,14 +203,6 @@ def observe_engine(
 
 
 def _meter(meter_provider: MeterProvider | None) -> Meter:
-    from opentelemetry import metrics
+    from .._runtime import meter_for
 
-    from .. import _runtime
-    from .._version import __version__
-
-    if meter_provider is None:
-        rt = _runtime.active()
-        if rt is not None:
-            return rt.meter
-        meter_provider = metrics.get_meter_provider()
-    return meter_provider.get_meter(s.SCOPE_NAME, __version__, schema_url=s.SCHEMA_URL)
+    return meter_for(meter_provider)

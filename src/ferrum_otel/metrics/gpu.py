@@ -56,7 +56,8 @@ def _key(key: str, scale: float = 1.0, **extra: Any) -> Emit:
     def emit(d: GpuDevice, r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
         value = r.get(key, slow.get(key))
         if value is not None:
-            yield value * scale, (d.attributes_with(attrs_key) if attrs_key else d.attributes)
+            # Byte counts stay ints: the spec's value type for hw.gpu.memory.* is int.
+            yield (value if scale == 1.0 else value * scale), (d.attributes_with(attrs_key) if attrs_key else d.attributes)
 
     return emit
 
@@ -201,18 +202,15 @@ def instrument_gpu(
     all_processes: bool = False,
     slow_interval: float = 10.0,
 ) -> GpuInstruments | None:
-    """GPU metrics for hosts that own their providers; ``None`` where NVML does not answer.
+    """GPU metrics on ``meter_provider``, else on the one ``configure()`` set up, else on the
+    global one; ``None`` where NVML does not answer.
 
     ``devices`` limits them to some GPUs (indexes or UUIDs); ``all_processes`` reports the
     GPU memory of every compute process, not only this one.
     """
-    from opentelemetry import metrics
+    from .._runtime import meter_for
 
-    from .. import semconv as sc
-    from .._version import __version__
-
-    provider = meter_provider or metrics.get_meter_provider()
-    meter = provider.get_meter(sc.SCOPE_NAME, __version__, schema_url=sc.SCHEMA_URL)
+    meter = meter_for(meter_provider)
     sampler = shared_sampler(devices=devices, all_processes=all_processes, slow_interval_s=slow_interval)
     sampler.all_processes = all_processes
     if devices is not None and sampler._wanted != list(devices):  # noqa: SLF001

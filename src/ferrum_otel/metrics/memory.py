@@ -1,5 +1,6 @@
-"""Process and system memory and CPU through psutil; PyTorch's allocator when the user has
-imported torch (it is never imported here); ``memory_snapshot()`` and ``system_snapshot()``."""
+"""PyTorch's allocator when the user has imported torch (it is never imported here), and the
+engine's ``MemoryUsage`` / ``SystemMetrics`` snapshots through psutil.  The process and
+system instruments come from the kept library (``metrics/system.py``)."""
 
 from __future__ import annotations
 
@@ -49,39 +50,11 @@ def _torch_memory() -> Iterable[tuple[int, int, int]]:
 
 
 class MemoryInstruments:
-    """Observable memory and CPU instruments on one meter; ``close()`` silences them."""
+    """PyTorch's allocator as observable instruments on one meter (what the system-metrics
+    library has no name for); ``close()`` silences them."""
 
     def __init__(self, meter: Meter) -> None:
         self.enabled = True
-        ncpu = os.cpu_count() or 1
-        used = {s.SYSTEM_MEMORY_STATE: "used"}
-        free = {s.SYSTEM_MEMORY_STATE: "free"}
-
-        def process_memory() -> Iterable[Observation]:
-            yield Observation(_proc().memory_info().rss)
-
-        def process_virtual() -> Iterable[Observation]:
-            yield Observation(_proc().memory_info().vms)
-
-        def process_cpu() -> Iterable[Observation]:
-            yield Observation(_proc().cpu_percent(None) / 100.0 / ncpu)
-
-        def system_usage() -> Iterable[Observation]:
-            vm = _virtual_memory()
-            yield Observation(vm.total - vm.available, used)
-            yield Observation(vm.available, free)
-
-        def system_limit() -> Iterable[Observation]:
-            yield Observation(_virtual_memory().total)
-
-        def system_utilization() -> Iterable[Observation]:
-            vm = _virtual_memory()
-            yield Observation((vm.total - vm.available) / vm.total, used)
-
-        def system_cpu() -> Iterable[Observation]:
-            import psutil
-
-            yield Observation(psutil.cpu_percent(None) / 100.0)
 
         def torch_allocated() -> Iterable[Observation]:
             for i, allocated, _ in _torch_memory():
@@ -92,13 +65,6 @@ class MemoryInstruments:
                 yield Observation(reserved, {s.FERRUM_GPU_INDEX: i})
 
         table: list[tuple[s.Instrument, Callable[[], Iterable[Observation]]]] = [
-            (s.PROCESS_MEMORY_USAGE, process_memory),
-            (s.PROCESS_MEMORY_VIRTUAL, process_virtual),
-            (s.PROCESS_CPU_UTILIZATION, process_cpu),
-            (s.SYSTEM_MEMORY_USAGE, system_usage),
-            (s.SYSTEM_MEMORY_LIMIT, system_limit),
-            (s.SYSTEM_MEMORY_UTILIZATION, system_utilization),
-            (s.SYSTEM_CPU_UTILIZATION, system_cpu),
             (s.TORCH_MEMORY_ALLOCATED, torch_allocated),
             (s.TORCH_MEMORY_RESERVED, torch_reserved),
         ]
@@ -134,12 +100,7 @@ def _virtual_memory() -> Any:
     return _vm_cache[1]
 
 
-def register_memory_instruments(meter: Meter) -> MemoryInstruments | None:
-    try:
-        import psutil  # noqa: F401
-    except ImportError:
-        log_failure("importing psutil for memory metrics")
-        return None
+def register_memory_instruments(meter: Meter) -> MemoryInstruments:
     return MemoryInstruments(meter)
 
 

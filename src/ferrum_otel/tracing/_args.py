@@ -12,12 +12,13 @@ import math
 from typing import Any, Mapping
 
 from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
 from .. import semconv as s
 from .._log import refuse
 from .._wire import INT64_MAX, fits_int64
 
-__all__ = ["count", "integer", "number", "flag", "text", "phase_name", "context_arg", "attributes_arg",
+__all__ = ["count", "integer", "number", "flag", "text", "phase_name", "context_arg", "attributes_arg", "span_kind",
            "TOKENS_PER_CALL_MAX", "PHASE_NAMES"]
 
 #: token(n): more than this in one call is taken for a mistake (and keeps sums within int64).
@@ -69,6 +70,13 @@ def phase_name(call: str, name: Any) -> bool:
         return True
     refuse(call, "name", name, f"is not a phase ({', '.join(s.PHASES)})")
     return False
+
+
+def span_kind(call: str, value: Any) -> SpanKind | None:
+    if isinstance(value, SpanKind):
+        return value
+    refuse(call, "span_kind", value, "is not an opentelemetry.trace.SpanKind")
+    return None
 
 
 def context_arg(call: str, value: Any) -> Context | Mapping[str, str] | str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, get_current_span, set_span_in_context
 
 from .. import semconv as s
 from .._runtime import Runtime
@@ -69,11 +69,19 @@ def start_attributes(
     return attrs
 
 
+def request_kind(context: Context | None) -> SpanKind:
+    """SERVER when the request continues a remote caller's context (the engine is the server
+    side of that call), INTERNAL inside a local span or with no parent at all."""
+    parent = get_current_span(context).get_span_context()
+    return SpanKind.SERVER if parent.is_valid and parent.is_remote else SpanKind.INTERNAL
+
+
 def start_request_span(
-    rt: Runtime, operation: str, model: str | None, start_ns: int, attributes: dict[str, Any], context: Context | None
+    rt: Runtime, operation: str, model: str | None, start_ns: int, attributes: dict[str, Any], context: Context | None,
+    kind: SpanKind | None = None,
 ) -> Span:
     return rt.tracer.start_span(
-        s.request_span_name(operation, model), context=context, kind=SpanKind.SERVER,
+        s.request_span_name(operation, model), context=context, kind=kind or request_kind(context),
         attributes=attributes, start_time=start_ns,
     )
 

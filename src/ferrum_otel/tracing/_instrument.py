@@ -18,6 +18,7 @@ from time import perf_counter_ns
 from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, overload
 
 from opentelemetry import context as otel_context
+from opentelemetry.trace import SpanKind
 
 from .. import semconv as s
 from .._log import InvalidArgument, log_failure, refuse
@@ -64,6 +65,7 @@ class _Spec:
             options["stream"],
         )
         self.attributes = _args.attributes_arg(where, options["attributes"])
+        self.kind = None if options["span_kind"] is None else _args.span_kind(where, options["span_kind"])
 
     def start(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> RequestTracker | None:
         rt = active()
@@ -84,7 +86,7 @@ class _Spec:
                 prompt = next((a for a in args if isinstance(a, str)), None)
             return RequestTracker(
                 rt, model, self.operation, self.provider, v["request_id"], client_id, input_tokens,
-                self.params, self.attributes, parent_context(context), prompt,
+                self.params, self.attributes, parent_context(context), prompt, self.kind,
             )
         except InvalidArgument:
             raise
@@ -320,6 +322,7 @@ def instrument(
     seed: int | None = None,
     stream: bool | None = None,
     attributes: Mapping[str, Any] | None = None,
+    span_kind: SpanKind | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -342,6 +345,7 @@ def instrument(
     seed: int | None = None,
     stream: bool | None = None,
     attributes: Mapping[str, Any] | None = None,
+    span_kind: SpanKind | None = None,
 ) -> Any:
     """Trace each call of the decorated function as one inference request.
 
@@ -355,6 +359,7 @@ def instrument(
         model=model, operation=operation, provider=provider, token_count=token_count, input_tokens=input_tokens,
         request_id=request_id, client_id=client_id, context=context, prompt=prompt, max_tokens=max_tokens,
         temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stream=stream, attributes=attributes,
+        span_kind=span_kind,
     )
 
     def decorate(fn: F) -> F:

@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any, Iterator, Mapping
 
 from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
 from .. import semconv as s
 from .._delivery import REFUSED
@@ -70,6 +71,7 @@ def record_request(
     finish_reason: str | None = "stop",
     attributes: Mapping[str, Any] | None = None,
     block: bool = False,
+    span_kind: SpanKind | None = None,
 ) -> bool:
     """Emit the spans and metrics of a finished request from its ``RequestMetrics``.
 
@@ -104,6 +106,7 @@ def record_request(
     attrs = _args.attributes_arg(_CALL, attributes) if attributes is not None else None
     if finish_reason is not None and not isinstance(finish_reason, str):
         finish_reason = _args.text(_CALL, "finish_reason", finish_reason)
+    kind = None if span_kind is None else _args.span_kind(_CALL, span_kind)
     rt = active()
     problem = _problem(metrics, start_ns)
     if problem is not None:
@@ -117,7 +120,8 @@ def record_request(
         return False
     try:
         with blocking() if block else contextlib.nullcontext():
-            _record(rt, metrics, given, start_ns, parent, operation, provider, finish_reason, attrs)  # type: ignore[arg-type]
+            _record(rt, metrics, given, start_ns, parent, operation, provider, finish_reason, attrs,  # type: ignore[arg-type]
+                    kind)
         return True
     except InvalidArgument:
         raise
@@ -140,12 +144,13 @@ def _phase_plan(m: RequestMetrics, given: Mapping[str, PhaseMetrics]) -> Iterato
 def _record(
     rt: Any, m: RequestMetrics, given: Mapping[str, PhaseMetrics], start_ns: int, parent: Context | None,
     operation: str, provider: str, finish_reason: str | None, extra: dict[str, Any] | None,
+    kind: SpanKind | None = None,
 ) -> None:
     model = str(m.model_id) or None
     end_ns = start_ns + m.total_time_ms * 1_000_000
     attrs = start_attributes(operation, provider, model, None, None)
     attrs[s.FERRUM_SOURCE] = "recorded"
-    span = start_request_span(rt, operation, model, start_ns, attrs, parent)
+    span = start_request_span(rt, operation, model, start_ns, attrs, parent, kind)
 
     phases = []
     cursor = start_ns

@@ -9,6 +9,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace as _trace_api
 from opentelemetry.context import Context
 from opentelemetry.propagate import extract
+from opentelemetry.trace import SpanKind
 
 from .. import _runtime
 from .. import semconv as s
@@ -98,12 +99,14 @@ def _start_request(
     attributes: Mapping[str, Any] | None = None,
     context: Context | Mapping[str, str] | str | None = None,
     prompt: str | None = None,
+    span_kind: SpanKind | None = None,
 ) -> RequestTracker | NoopTracker:
     """Track one inference request; use as ``with`` / ``async with`` or call ``finish()`` yourself.
 
     The request span starts now.  ``context`` (an OTel Context, propagation headers or a
     ``traceparent`` string) makes it join the caller's trace.  ``prompt`` is recorded only
-    with ``configure(capture_content=True)``.  With no SDK configured this returns a shared
+    with ``configure(capture_content=True)``.  The span is SERVER when it continues a remote
+    caller's context, INTERNAL otherwise; ``span_kind`` overrides.  With no SDK configured this returns a shared
     no-op tracker and costs next to nothing.  A value that cannot be used is dropped with a
     warning (``InvalidArgument`` in strict mode); nothing else here raises.
     """
@@ -117,11 +120,13 @@ def _start_request(
         operation = _name(call, "operation", operation, s.OPERATION_TEXT_COMPLETION)
     if provider is not s.PROVIDER_FERRUM:
         provider = _name(call, "provider", provider, s.PROVIDER_FERRUM)
+    if span_kind is not None:
+        span_kind = _args.span_kind(call, span_kind)
     if rt is None:
         return NOOP
     try:
         return RequestTracker(rt, model, operation, provider, request_id, client_id, input_tokens, params, attrs,
-                              parent, prompt)
+                              parent, prompt, span_kind)
     except InvalidArgument:
         raise
     except Exception:  # noqa: BLE001 - a broken SDK must not break inference code

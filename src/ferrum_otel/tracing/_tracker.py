@@ -115,6 +115,7 @@ class RequestTracker:
         attributes: dict[str, Any] | None = None,
         context: Context | None = None,
         prompt: str | None = None,
+        kind: Any = None,
     ) -> None:
         self._rt = rt
         self.model = model
@@ -141,7 +142,7 @@ class RequestTracker:
         attrs = start_attributes(operation, provider, model, params, attributes)
         if prompt is not None and rt.capture_content:
             attrs[s.GEN_AI_INPUT_MESSAGES] = _messages("user", prompt)
-        self._span = start_request_span(rt, operation, model, self._wall0, attrs, context)
+        self._span = start_request_span(rt, operation, model, self._wall0, attrs, context, kind)
         self._metric_attrs = rt.metric_attributes(model, operation, provider)
         rt.instruments.active.add(1, self._metric_attrs)
 
