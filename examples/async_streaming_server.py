@@ -2,9 +2,11 @@
 span joins the caller's trace through the ``traceparent`` header it sent.
 
     python examples/async_streaming_server.py [OUTPUT_DIR]
+    python examples/async_streaming_server.py --show-trace     # in memory, and the parent span id too
 
 It starts a small HTTP server on 127.0.0.1 (a free port), sends it one request with a
-traceparent header, prints the streamed tokens and the trace id the server recorded.
+traceparent header, prints the streamed tokens and the trace id the server's request span
+joined (the caller's), and where the telemetry went.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import ferrum_otel
 
 CALLER_TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{CALLER_TRACE_ID}-00f067aa0ba902b7-01"
+JOINED: list[str] = []  # the trace id each request span joined
 
 
 @ferrum_otel.instrument(model="tiny-llm", stream=True, context=lambda prompt, headers: headers,
                         input_tokens=lambda prompt, headers: len(prompt.split()))
 async def stream_tokens(prompt: str, headers: dict[str, str]):
     """The model: yields one token every couple of milliseconds after a short prefill."""
+    req = ferrum_otel.current_request()
+    if req is not None:
+        JOINED.append(format(req.span.get_span_context().trace_id, "032x"))
     await asyncio.sleep(0.01)
     for word in ("Streaming", " tokens", " from", " an", " async", " generator", "."):
         await asyncio.sleep(0.002)
@@ -69,6 +75,8 @@ async def main() -> None:
     async with server:
         text = await client(port)
     print("response:", text)
+    if JOINED:
+        print("server span joined trace", JOINED[-1], "(the caller's)" if JOINED[-1] == CALLER_TRACE_ID else "")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def unavailable(what: str) -> None:
+    import pytest  # here, so that benchmarks can start the backends on a plain install
+
     if os.environ.get("FERRUM_OTEL_REQUIRE_BACKENDS") == "1":
         pytest.fail(f"{what} (FERRUM_OTEL_REQUIRE_BACKENDS=1: ./scripts/test installs it)")
     pytest.skip(what)

@@ -175,3 +175,17 @@ def test_convert_errors_name_the_problem(tmp_path):
     assert out.returncode == 2 and "'Bogus' is not a schema type" in out.stderr
     out = _cli("convert", str(tmp_path / "missing.json"))
     assert out.returncode == 2 and "No such file" in out.stderr
+
+
+def test_small_things_a_newcomer_hits(monkeypatch):
+    """Bare `ferrum-otel` prints help (exit 2); doctor does not count an unset OTEL_SERVICE_NAME as a
+    problem; the backends helper that benchmarks/export.py imports needs no pytest."""
+    out = subprocess.run([sys.executable, "-m", "ferrum_otel"], capture_output=True, text=True)
+    assert out.returncode == 2 and "usage: ferrum-otel" in out.stdout and "doctor" in out.stdout
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-m", "ferrum_otel", "doctor"], capture_output=True, text=True, env=env)
+    assert "no problems found" in out.stdout and "OTEL_SERVICE_NAME not set" in out.stdout
+    code = "import sys; sys.modules['pytest'] = None; sys.path.insert(0, '.'); import tests.backends; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "ok", out.stderr

@@ -84,8 +84,11 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
             print(f"ferrum-otel {args.command}: {e}", file=sys.stderr)
             return 2
         raise
-    print(f"ferrum-otel {__version__}", file=out)
-    return 0
+    if args.command == "version":
+        print(f"ferrum-otel {__version__}", file=out)
+        return 0
+    parser.print_help(out)  # bare `ferrum-otel`: what it can do, not just its version
+    return 2
 
 
 if __name__ == "__main__":
