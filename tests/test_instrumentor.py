@@ -131,3 +131,66 @@ def test_standard_off_switch_silences_everything(monkeypatch, tmp_path):
     env.pop("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS")
     out = subprocess.run([sys.executable, str(app)], capture_output=True, text=True, env=env, timeout=60)
     assert "spans 2 metrics [" in out.stdout and "gen_ai.server.request.duration" in out.stdout  # the control
+
+
+def test_under_opentelemetry_instrument_the_prometheus_scrape_is_valid(tmp_path):
+    """`opentelemetry-instrument` with the system-metrics instrumentation installed and the Prometheus
+    endpoint on: one family per name (ferrum-otel registers no second process/system family), and
+    `promtool check metrics` finds nothing wrong with it; with the library's own `*_count` names (which
+    promtool's linter dislikes, and which are the library's, not ferrum-otel's) excluded, it passes."""
+    import shutil
+    import urllib.request
+
+    from .backends import free_port, unavailable, wait_for
+
+    promtool = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
+    if promtool is None:
+        unavailable("promtool is not installed (it comes with Debian's prometheus)")
+    app = tmp_path / "app.py"
+    app.write_text(textwrap.dedent("""
+        import sys, time, ferrum_otel
+        with ferrum_otel.request(model="tiny") as r:
+            r.token(); r.token()
+        print("ready", flush=True)
+        time.sleep(float(sys.argv[1]))
+    """))
+    bindir = __import__("pathlib").Path(sys.executable).parent
+
+    def scrape_under_instrument(extra_env: dict[str, str]) -> str:
+        port = free_port()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+               "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port), **extra_env}
+        proc = subprocess.Popen(
+            [str(bindir / "opentelemetry-instrument"), "--traces_exporter", "none", "--metrics_exporter",
+             "prometheus", "--logs_exporter", "none", "--service_name", "app", sys.executable, str(app), "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        try:
+            assert proc.stdout.readline().strip() == "ready"
+
+            def scrape() -> str | None:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:  # noqa: S310
+                    text = r.read().decode()
+                return text if "system_cpu_time_seconds_total" in text and "gen_ai_server_request" in text else None
+
+            return wait_for(scrape, "the Prometheus endpoint to serve ferrum-otel's and the system metrics", 30)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=10)
+
+    def promtool_check(text: str) -> subprocess.CompletedProcess:
+        return subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+
+    text = scrape_under_instrument({})
+    families = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
+    assert len(families) == len(set(families)), sorted(f for f in families if families.count(f) > 1)
+    ours = {f for f in families if f.startswith(("ferrum_", "gen_ai_", "hw_"))}
+    assert "gen_ai_server_request_duration_seconds" in ours
+    check = promtool_check(text)
+    complaints = (check.stdout + check.stderr).strip().splitlines()
+    assert not [c for c in complaints if "HELP" in c or "error" in c.lower()], complaints
+    assert not [c for c in complaints if c.split(" ")[0] in ours], complaints
+    excluded = "*thread_count,*thread.count,process.open_file_descriptor.count,process.runtime.*"
+    text = scrape_under_instrument({"OTEL_PYTHON_SYSTEM_METRICS_EXCLUDED_METRICS": excluded})
+    check = promtool_check(text)
+    assert check.returncode == 0, check.stdout + check.stderr

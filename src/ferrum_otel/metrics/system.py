@@ -41,10 +41,24 @@ _MIN_INTERVAL_S = 0.5
 
 
 class _Flag:
-    __slots__ = ("on",)
+    """On until close(); and silent while the application runs the library's own instrumentor
+    (it may start after ferrum-otel, as entry points load in no set order)."""
+
+    __slots__ = ("_on",)
 
     def __init__(self) -> None:
-        self.on = True
+        self._on = True
+
+    @property
+    def on(self) -> bool:
+        if not self._on:
+            return False
+        base = _library()
+        running = None if base is None else base._instance  # noqa: SLF001
+        return running is None or not running.is_instrumented_by_opentelemetry
+
+    def off(self) -> None:
+        self._on = False
 
 
 def _guard(callbacks: Sequence[Callable[[CallbackOptions], Iterable[Observation]]] | None,
@@ -118,7 +132,7 @@ class SystemMetrics:
         self._instrumentor.instrument(meter_provider=_GuardedProvider(provider, self._flag))
 
     def close(self) -> None:
-        self._flag.on = False
+        self._flag.off()
         try:
             self._instrumentor.uninstrument()
         except Exception:  # noqa: BLE001
