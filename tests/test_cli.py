@@ -189,3 +189,44 @@ def test_small_things_a_newcomer_hits(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def _demo_spans(folder) -> list[dict]:
+    import json
+
+    docs = [json.loads(line) for line in run_file(folder, "traces").read_text().splitlines()]
+    return [sp for d in docs for rs in d["resourceSpans"] for ss in rs["scopeSpans"] for sp in ss["spans"]]
+
+
+def test_demo_behaves_like_an_engine(tmp_path):
+    """The first token comes out of the prefill step; finish_reason is length exactly when max_tokens was
+    reached; more clients raise the batch until a limit binds, and the report names the limit."""
+    out = _cli("demo", "--requests", "40", "--concurrency", "64", "--kv-blocks", "4096", "--max-batch", "16",
+               "--output", str(tmp_path / "a"))
+    assert out.returncode == 0, out.stderr
+    assert "batch bound by        max batch (--max-batch 16)" in out.stdout
+    spans = _demo_spans(tmp_path / "a")
+    by_id = {sp["spanId"]: sp for sp in spans}
+    reasons = set()
+    for root in (sp for sp in spans if sp["name"].startswith("text_completion")):
+        attrs = {a["key"]: a["value"] for a in root["attributes"]}
+        kids = sorted((sp for sp in spans if sp.get("parentSpanId") == root["spanId"]),
+                      key=lambda sp: int(sp["startTimeUnixNano"]))
+        first = next(e for e in root["events"] if e["name"] == "ferrum.request.first_token")
+        prefill = [k for k in kids if k["name"] == "prefill"][-1]
+        # The first token is marked when the prefill span ends, not a decode step later.
+        assert int(first["timeUnixNano"]) <= int(prefill["endTimeUnixNano"]) + 1000
+        out_tokens = int(attrs["gen_ai.usage.output_tokens"]["intValue"])
+        max_tokens = int(attrs["gen_ai.request.max_tokens"]["intValue"])
+        (reason,) = [v["stringValue"] for v in attrs["gen_ai.response.finish_reasons"]["arrayValue"]["values"]]
+        assert reason == ("length" if out_tokens >= max_tokens else "stop")
+        reasons.add(reason)
+    assert reasons == {"stop", "length"} and by_id
+    few = _cli("demo", "--requests", "40", "--concurrency", "2", "--output", str(tmp_path / "b"))
+    many = _cli("demo", "--requests", "40", "--concurrency", "24", "--output", str(tmp_path / "c"))
+
+    def mean_batch(text: str) -> float:
+        return float(text.split("mean batch ")[1].split(",")[0])
+
+    assert mean_batch(many.stdout) > 3 * mean_batch(few.stdout)
+    assert "clients (--concurrency 2) 100%" in few.stdout

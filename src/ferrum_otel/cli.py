@@ -34,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
                                       "with ferrum-otel; a report follows.")
     demo.add_argument("--requests", type=_positive, default=48, metavar="N", help="requests to serve (48)")
     demo.add_argument("--concurrency", type=_positive, default=12, metavar="N",
-                      help="requests decoding together, the batch size (12)")
+                      help="clients with a request in flight at once (12)")
+    demo.add_argument("--max-batch", type=_positive, default=32, metavar="N",
+                      help="the most requests the engine runs together (32)")
+    demo.add_argument("--kv-blocks", type=_positive, default=300, metavar="N",
+                      help="KV cache blocks of 16 tokens (300)")
     demo.add_argument("--seed", type=int, default=7, metavar="N", help="random seed (7)")
     demo.add_argument("--endpoint", metavar="URL",
                       help="ship over OTLP to this collector (http://host:4318) instead of local files")
@@ -64,7 +68,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo import run_demo
 
-            return run_demo(args.requests, args.concurrency, args.seed, args.endpoint, args.output, out=out)
+            return run_demo(args.requests, args.concurrency, args.seed, args.endpoint, args.output, out=out,
+                            max_batch=args.max_batch, kv_blocks=args.kv_blocks)
         if args.command == "gpu":
             from ._commands import gpu
 

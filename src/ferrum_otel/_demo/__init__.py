@@ -9,7 +9,7 @@ from typing import IO
 
 import ferrum_otel
 
-from .engine import EngineConfig, SimEngine
+from .engine import DemoConfig, SimEngine
 from .report import build_report
 
 __all__ = ["run_demo"]
@@ -38,11 +38,13 @@ class Progress:
 
 
 def run_demo(requests: int, concurrency: int, seed: int, endpoint: str | None, output: str | None,
-             out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> int:
+             out: IO[str] = sys.stdout, err: IO[str] = sys.stderr, *, max_batch: int = 32,
+             kv_blocks: int = 300) -> int:
     handle = ferrum_otel.configure(
         service_name="ferrum-otel-demo", endpoint=endpoint, output=output, console=False, metric_interval=1.0,
     )
-    config = EngineConfig(requests=requests, concurrency=concurrency, seed=seed)
+    config = DemoConfig(requests=requests, concurrency=concurrency, seed=seed, max_batch=max_batch,
+                        kv_blocks=kv_blocks)
     engine = SimEngine(config)
     observer = ferrum_otel.observe_engine(scheduler=engine.scheduler_stats, cache=engine.cache_stats,
                                           batching=engine.batching_metrics)

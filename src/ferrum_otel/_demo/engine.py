@@ -1,10 +1,15 @@
 """A simulated continuous-batching engine, instrumented only through ferrum-otel's public API.
 
-Requests arrive at random (seeded), wait in a queue, are admitted while the KV cache has
-blocks for them, prefill (shared system prompts hit the prefix cache and prefill less),
-then decode one token per step while streaming each token to their client.  When the KV
-cache runs out of blocks mid-decode, the newest running request is preempted: its blocks
-are freed and it goes back to the front of the queue, to prefill again later.
+``concurrency`` clients each send a request, wait for its last token, and send the next
+(seeded sizes), until ``requests`` were served.  Requests wait in a queue and are admitted
+while the running batch is below ``max_batch`` and the KV cache has blocks for them; they
+prefill (shared system prompts hit the prefix cache and prefill less), and the prefill step
+produces each request's first token, as a real engine's does; then they decode one token
+per step, streaming each token to their client, until they stop (``stop``) or reach
+``max_tokens`` (``length``).  When the KV cache runs out of blocks mid-decode, the newest
+running request is preempted: its blocks are freed and it goes back to the front of the
+queue, to prefill again later.  At every step the engine notes what bound the batch: the
+clients (nothing more was waiting), ``max_batch``, or the KV cache.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ class SimRequest:
 
     index: int
     prompt_tokens: int
-    output_tokens: int
+    output_tokens: int  # where the model would stop by itself (end of sequence)
+    max_tokens: int
     prefix: int
     prefix_tokens: int
     arrived: float = 0.0
@@ -51,20 +57,25 @@ class SimRequest:
 
 
 @attrs.define
-class EngineConfig:
+class DemoConfig:
+    """The simulated engine's settings (not the schema's ``EngineConfig``)."""
+
     requests: int = 48
-    concurrency: int = 12  # the most requests decoding together (batch size)
-    kv_blocks: int = 160
-    arrival_rate: float = 40.0  # requests per second
+    concurrency: int = 12  # clients with a request in flight
+    max_batch: int = 32  # the most requests running together
+    kv_blocks: int = 300
     step_s: float = 0.004  # one decode step
     prefill_s_per_token: float = 0.00002
     seed: int = 7
 
 
+BOUNDS = ("clients", "max batch", "KV cache")
+
+
 class SimEngine:
     """The scheduler loop; ``run()`` serves every request and returns them."""
 
-    def __init__(self, config: EngineConfig) -> None:
+    def __init__(self, config: DemoConfig) -> None:
         self.c = config
         self.rng = random.Random(config.seed)
         self.waiting: list[SimRequest] = []
@@ -79,6 +90,9 @@ class SimEngine:
         self.peak_waiting = 0
         self.started = time.perf_counter()
         self.tokens = 0
+        self.bound = dict.fromkeys(BOUNDS, 0)  # decode steps each limit held the batch
+        self._sent = 0
+        self._bound = "clients"  # why the last admission stopped
         self.on_finish: Any = None
 
     # ---- the state the engine reports through observe_engine() ---------------------
@@ -116,7 +130,7 @@ class SimEngine:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         avg = self.batch_sizes / self.batches if self.batches else 0.0
         return BatchingMetrics(
-            avg_batch_size=avg, batch_utilization=avg / self.c.concurrency, batches_created=self.batches,
+            avg_batch_size=avg, batch_utilization=avg / self.c.max_batch, batches_created=self.batches,
             batches_completed=self.batches, avg_batch_time_ms=1e3 * self.c.step_s, tokens_per_second=self.tokens / elapsed,
         )
 
@@ -129,42 +143,47 @@ class SimEngine:
 
     def _new_request(self, i: int) -> SimRequest:
         prefix = self.rng.randrange(PREFIXES)
+        max_tokens = self.rng.choice((48, 64, 128))
         return SimRequest(
-            index=i, prompt_tokens=self.rng.randint(96, 640), output_tokens=self.rng.randint(16, 96),
-            prefix=prefix, prefix_tokens=64 * (prefix + 1),
+            index=i, prompt_tokens=self.rng.randint(96, 640), output_tokens=min(self.rng.randint(16, 96), max_tokens),
+            max_tokens=max_tokens, prefix=prefix, prefix_tokens=64 * (prefix + 1),
         )
 
     def _blocks_for(self, tokens: int) -> int:
         return math.ceil(tokens / BLOCK_TOKENS)
 
-    async def _arrivals(self) -> None:
-        for i in range(self.c.requests):
+    async def _client_loop(self) -> None:
+        """One client: send a request, read its stream to the end, send the next."""
+        while self._sent < self.c.requests:
+            i = self._sent
+            self._sent += 1
             req = self._new_request(i)
             req.arrived = time.perf_counter()
             req.queue = asyncio.Queue()
             req.tracker = ferrum_otel.request(
                 model=MODEL, request_id=f"demo-{i:04d}", client_id=f"tenant-{i % 3}", input_tokens=req.prompt_tokens,
-                max_tokens=req.output_tokens, temperature=0.7, stream=True,
+                max_tokens=req.max_tokens, temperature=0.7, stream=True,
             )
             req.mark("queue", req.arrived)
             self.waiting.append(req)
             self.peak_waiting = max(self.peak_waiting, len(self.waiting))
-            asyncio.get_running_loop().create_task(self._client(req))
-            await asyncio.sleep(self.rng.expovariate(self.c.arrival_rate))
-
-    async def _client(self, req: SimRequest) -> None:
-        """The caller: reads the streamed tokens until the end-of-stream marker."""
-        assert req.queue is not None
-        while (token := await req.queue.get()) is not None:
-            req.token_times.append(token)
+            while (token := await req.queue.get()) is not None:
+                req.token_times.append(token)
+            # A client thinks a little before its next request (seeded, 0-20 ms).
+            await asyncio.sleep(self.rng.uniform(0.0, 0.02))
 
     def _admit(self, now: float) -> float:
         """Move waiting requests into the batch while blocks allow; returns prefill time."""
         prefill_s = 0.0
-        while self.waiting and len(self.running) < self.c.concurrency:
+        self._bound = "clients"
+        while self.waiting:
+            if len(self.running) >= self.c.max_batch:
+                self._bound = "max batch"
+                break
             req = self.waiting[0]
             need = self._blocks_for(req.prompt_tokens + req.generated + 1)
             if need > self.free_blocks:
+                self._bound = "KV cache"
                 break
             self.waiting.pop(0)
             self.free_blocks -= need
@@ -199,23 +218,37 @@ class SimEngine:
         self.waiting.insert(0, victim)
         return True
 
+    def _emit_token(self, req: SimRequest, now: float) -> None:
+        req.generated += 1
+        self.tokens += 1
+        req.tracker.token()
+        assert req.queue is not None
+        req.queue.put_nowait(now)
+        if req.generated >= req.output_tokens:
+            self._finish(req, now)
+
     async def run(self) -> list[SimRequest]:
         self.started = time.perf_counter()
-        arrivals = asyncio.get_running_loop().create_task(self._arrivals())
-        while not arrivals.done() or self.waiting or self.running:
+        loop = asyncio.get_running_loop()
+        clients = [loop.create_task(self._client_loop()) for _ in range(min(self.c.concurrency, self.c.requests))]
+        await asyncio.sleep(0)  # the clients send their first requests
+        while len(self.done) < self.c.requests:
             now = time.perf_counter()
             prefill_s = self._admit(now)
             if prefill_s:
                 await asyncio.sleep(prefill_s)
-                for req in self.running:
-                    if req.marks[-1][0] == "prefill":
-                        req.mark("decode", time.perf_counter())
+                now = time.perf_counter()
+                for req in [r for r in self.running if r.marks[-1][0] == "prefill"]:
+                    self._emit_token(req, now)  # the prefill step produces the first token
+                    if req in self.running:
+                        req.mark("decode", now)
             if not self.running:
                 await asyncio.sleep(self.c.step_s / 2)
                 continue
             await asyncio.sleep(self.c.step_s)
             self.batches += 1
             self.batch_sizes += len(self.running)
+            self.bound[self._bound] += 1
             now = time.perf_counter()
             for req in list(self.running):
                 if req not in self.running:
@@ -229,15 +262,9 @@ class SimEngine:
                     req.blocks += 1
                 if need > req.blocks:
                     continue
-                req.generated += 1
-                self.tokens += 1
-                req.tracker.token()
-                assert req.queue is not None
-                req.queue.put_nowait(now)
-                if req.generated >= req.output_tokens:
-                    self._finish(req, now)
+                self._emit_token(req, now)
             self.peak_blocks = max(self.peak_blocks, self.c.kv_blocks - self.free_blocks)
-        await arrivals
+        await asyncio.gather(*clients)
         await asyncio.sleep(0)  # let the clients read their end-of-stream markers
         return sorted(self.done, key=lambda r: r.index)
 
@@ -247,7 +274,7 @@ class SimEngine:
         req.blocks = 0
         req.finished = now
         req.tracker.set_output_tokens(req.generated)
-        req.tracker.finish("stop")
+        req.tracker.finish("length" if req.generated >= req.max_tokens else "stop")
         assert req.queue is not None
         req.queue.put_nowait(None)
         self.done.append(req)

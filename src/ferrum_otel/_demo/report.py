@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from .engine import SimEngine, SimRequest
+from .engine import BLOCK_TOKENS, BOUNDS, SimEngine, SimRequest
 
 WIDTH = 56
 BAR = {"queue": "░", "prefill": "▓", "decode": "█"}
@@ -49,6 +49,20 @@ def waterfall(requests: Sequence[SimRequest], count: int = 8) -> list[str]:
     return lines
 
 
+def _bounds(engine: SimEngine) -> str:
+    """What held the running batch back, as shares of the decode steps, largest first."""
+    steps = max(sum(engine.bound.values()), 1)
+    shares = sorted(((n, b) for b, n in engine.bound.items() if n), reverse=True)
+    limits = {"clients": f"--concurrency {engine.c.concurrency}", "max batch": f"--max-batch {engine.c.max_batch}",
+              "KV cache": f"--kv-blocks {engine.c.kv_blocks}"}
+    return ", ".join(f"{b} ({limits[b]}) {100 * n / steps:.0f}%" for n, b in shares) or "no decode steps"
+
+
+def _reasons(requests: Sequence[SimRequest]) -> str:
+    stop = sum(1 for r in requests if r.generated < r.max_tokens)
+    return f"{stop} stop, {len(requests) - stop} length (max_tokens reached)"
+
+
 def build_report(engine: SimEngine, requests: Sequence[SimRequest], wall_s: float, destinations: list[str],
                  gpus: list[Any]) -> str:
     ttft = [1e3 * (r.token_times[0] - r.arrived) for r in requests if r.token_times]
@@ -64,8 +78,9 @@ def build_report(engine: SimEngine, requests: Sequence[SimRequest], wall_s: floa
 
     lines = [
         "",
-        f"ferrum-otel demo: {len(requests)} requests through a simulated continuous-batching engine "
-        f"({engine.c.concurrency} slots, {engine.c.kv_blocks} KV blocks of {16} tokens)",
+        f"ferrum-otel demo: {len(requests)} requests from {engine.c.concurrency} concurrent clients through a "
+        f"simulated continuous-batching engine (batches of up to {engine.c.max_batch}, {engine.c.kv_blocks} KV "
+        f"blocks of {BLOCK_TOKENS} tokens)",
         "",
         *waterfall(requests),
         "",
@@ -78,6 +93,8 @@ def build_report(engine: SimEngine, requests: Sequence[SimRequest], wall_s: floa
         f"({tokens} tokens in {wall_s:.2f} s)",
         f"  scheduler             peak queue {engine.peak_waiting}, {engine.batches} decode steps, "
         f"mean batch {engine.batch_sizes / max(engine.batches, 1):.1f}, {engine.preemptions} preemptions",
+        f"  batch bound by        {_bounds(engine)}",
+        f"  finish reasons        {_reasons(requests)}",
         f"  KV cache              peak {engine.peak_blocks}/{engine.c.kv_blocks} blocks, "
         f"prefix-cache hit rate {100 * engine.hits / max(lookups, 1):.0f}% ({engine.hits}/{lookups})",
         f"  recorded              {len(recorded)} RequestMetrics, "
