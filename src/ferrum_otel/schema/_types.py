@@ -378,6 +378,16 @@ def _named(owner: str, name: str, check: Check) -> Check:
     return convert
 
 
+#: Field metadata for ``#[serde(default)]``: the field may be absent on input (its default
+#: applies); every other field is required on input, whatever its Python default.
+SERDE_DEFAULT = "serde_default"
+
+
+def serde_default(value: Any) -> Any:
+    """``name: T = serde_default(v)`` for a field Rust marks ``#[serde(default)]``."""
+    return attrs.field(default=value, metadata={SERDE_DEFAULT: True})
+
+
 def schema(cls: type | None = None, *, default: bool = False) -> Any:
     """Turn an annotated class into a mutable, slotted, keyword-only attrs class whose
     every field is checked against its Rust type on construction and assignment.

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import attrs
 
-from ._types import f32, schema, u8, u64, usize
+from ._types import f32, schema, serde_default, u8, u64, usize
 from ._variant import Variant, install_units
 
 __all__ = ["SamplingParams", "MirostatParams", "ResponseFormat", "SamplingPresets"]
@@ -49,7 +49,7 @@ class SamplingParams:
     tfs: f32 | None = None
     typical_p: f32 | None = None
     mirostat: MirostatParams | None = None
-    response_format: ResponseFormat = ResponseFormat.Text
+    response_format: ResponseFormat = serde_default(ResponseFormat.Text)  # #[serde(default)]
 
 
     @classmethod

@@ -11,6 +11,7 @@ JSON path of the value and what was wrong with it.
 from __future__ import annotations
 
 import json
+import typing
 import re
 from typing import Any, TypeVar
 
@@ -119,10 +120,17 @@ def _parse(data: str | bytes | bytearray, type_name: str) -> Any:
 
 
 def from_builtins(data: Any, cls: type[T] | Any) -> T:
-    """Structure plain Python values (as ``json.loads`` returns them) into ``cls``."""
+    """Structure plain Python values (as ``json.loads`` returns them) into ``cls``.  Raises
+    WireFormatError for data ``cls`` cannot hold, TypeError when ``cls`` is no type it reads."""
     type_name = describe(cls)
     try:
         hook = converter.get_structure_hook(cls)
+    except Exception:  # noqa: BLE001 - cattrs has no hook: not a type this converter reads
+        raise TypeError(f"{type_name} is not a schema type (or a list, dict or Option of one)") from None
+    if cls is object or cls is dict or cls is list or not isinstance(cls, type) and typing.get_origin(cls) is None:
+        if not _annotated(cls):
+            raise TypeError(f"{type_name} is not a schema type (or a list, dict or Option of one)")
+    try:
         if hook is identity:
             # Inside a struct the class's own field check validates scalars; at the top
             # level there is no class, so the same check runs here.
@@ -135,6 +143,10 @@ def from_builtins(data: Any, cls: type[T] | Any) -> T:
         raise WireFormatError(type_name, _path(e.path), e.reason) from None
     except RecursionError:
         raise WireFormatError(type_name, "$", "nesting is too deep") from None
+
+
+def _annotated(cls: Any) -> bool:
+    return typing.get_origin(cls) is typing.Annotated
 
 
 def loads(data: str | bytes | bytearray, cls: type[T] | Any) -> T:

@@ -9,6 +9,7 @@ text) is decided here.
 from __future__ import annotations
 
 import enum
+import functools
 import typing
 import uuid
 from typing import Any
@@ -17,7 +18,7 @@ import attrs
 
 from ..schema import Device, Duration, QuantizationConfig, ResponseFormat, Timestamp
 from ..schema._errors import SchemaError
-from ..schema._types import describe, rust_kind, unwrap_optional
+from ..schema._types import SERDE_DEFAULT, describe, rust_kind, unwrap_optional
 from ..schema._variant import Variant
 from ._hooks import (
     DupDict,
@@ -129,7 +130,8 @@ def _struct_factory(cls: type) -> Hook:
     fields = attrs.fields(cls)
     plan = []
     for f in fields:
-        optional = unwrap_optional(f.type)[1]
+        # An Option may be absent (serde reads null); so may a #[serde(default)] field.
+        optional = unwrap_optional(f.type)[1] or bool(f.metadata.get(SERDE_DEFAULT))
         plan.append((f.name, hook_for(f.type), f.type, optional))
     names = {f.name for f in fields}
     name = cls.__name__
@@ -279,10 +281,28 @@ def _quantization(v: Any, _: Any) -> Any:
     if name not in _QUANT:
         raise Fail(f"unknown variant `{name}`, expected one of {_variant_names(_QUANT)}")
     try:
-        return converter.structure(payload, _QUANT[name])
+        return _variant_struct(_QUANT[name])(payload, _QUANT[name])
     except Fail as e:
         e.path.insert(0, name)
         raise
+
+
+@functools.lru_cache(maxsize=None)
+def _variant_struct(cls: type) -> Hook:
+    return _struct_factory(cls)
+
+
+def _quantization_variant_factory(cls: type) -> Hook:
+    """A variant class read on its own is still the tagged enum (what dumps writes for it)."""
+
+    def read(v: Any, _: Any) -> Any:
+        value = _quantization(v, QuantizationConfig)
+        if type(value) is not cls:
+            raise Fail(f"invalid value: QuantizationConfig::{type(value).__name__}, expected "
+                       f"QuantizationConfig::{cls.__name__}")
+        return value
+
+    return read
 
 
 def _timestamp(v: Any, _: Any) -> Any:
@@ -333,6 +353,9 @@ for _primitive in (bool, str, uuid.UUID):
 converter.register_structure_hook_func(lambda tp: rust_kind(tp) == "Value", _value_hook)
 converter.register_structure_hook_func(lambda tp: tp is ResponseFormat, _response_format)
 converter.register_structure_hook_func(lambda tp: tp is QuantizationConfig, _quantization)
+converter.register_structure_hook_factory(
+    lambda tp: isinstance(tp, type) and issubclass(tp, QuantizationConfig) and tp is not QuantizationConfig,
+    _quantization_variant_factory)
 converter.register_structure_hook(Timestamp, _timestamp)
 converter.register_structure_hook(Duration, _duration)
 

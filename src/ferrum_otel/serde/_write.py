@@ -91,13 +91,19 @@ def _response_format_writer(obj: ResponseFormat) -> Any:
 
 
 def _quantization_writer(obj: Any) -> Any:
-    return {type(obj).__name__: converter.unstructure(obj, type(obj))}
+    # The externally tagged enum: {"GPTQ": {...}}, whether the caller names the enum or the
+    # variant class that loads() returned.
+    return {type(obj).__name__: _struct_writer(type(obj))(obj)}
+
+
+def _is_quantization_variant(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, QuantizationConfig)
 
 
 converter.register_unstructure_hook_factory(_is_schema_class, _struct_writer)
 converter.register_unstructure_hook_factory(_is_subclass(enum.Enum), lambda _cls: lambda m: m.value)
 converter.register_unstructure_hook_factory(_is_subclass(Variant), lambda _cls: _variant_writer)
 converter.register_unstructure_hook_func(lambda tp: tp is ResponseFormat, _response_format_writer)
-converter.register_unstructure_hook_func(lambda tp: tp is QuantizationConfig, _quantization_writer)
+converter.register_unstructure_hook_func(_is_quantization_variant, _quantization_writer)
 converter.register_unstructure_hook(Timestamp, Timestamp.isoformat)
 converter.register_unstructure_hook(Duration, lambda d: {"secs": d.secs, "nanos": d.nanos})
