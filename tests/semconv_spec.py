@@ -141,3 +141,88 @@ def check_emitted(metrics: dict[str, Any], attributes: dict[str, set[str]]) -> l
             elif spec_attrs[key] != "any" and types != {spec_attrs[key]}:
                 problems.append(f"attribute {key}: emitted as {sorted(types)}, the spec says {spec_attrs[key]}")
     return problems
+
+
+_OTLP_TYPES = {"stringValue": "string", "intValue": "int", "doubleValue": "double", "boolValue": "boolean"}
+
+
+def _otlp_value(value: dict) -> tuple[str, Any]:
+    ((kind, raw),) = value.items()
+    if kind == "arrayValue":
+        items = [_otlp_value(v)[1] for v in raw.get("values", [])]
+        return ("string[]" if all(isinstance(i, str) for i in items) else "array"), tuple(items)
+    return _OTLP_TYPES.get(kind, kind), (int(raw) if kind == "intValue" else raw)
+
+
+def _otlp_attrs(attributes: list[dict]) -> dict[str, tuple[str, Any]]:
+    return {a["key"]: _otlp_value(a["value"]) for a in attributes or []}
+
+
+def check_otlp_files(traces: list[dict], metrics: list[dict], scope: str = "ferrum_otel") -> list[str]:
+    """What a run wrote as OTLP JSON lines, judged against the YAML: for ``scope``'s spans the span
+    name format, span kind (SERVER only under a remote parent), the inference group's required
+    attributes, attribute types and enum values; for its metrics the instrument kind, unit,
+    value type, required attributes and enum values."""
+    spec_metrics, spec_attrs = spec()
+    value_types, required, span_required, members = details()
+    problems: list[str] = []
+    spans = [sp for d in traces for rs in d["resourceSpans"] for ss in rs["scopeSpans"]
+             if ss["scope"]["name"] == scope for sp in ss["spans"]]
+    ids = {sp["spanId"] for sp in spans}
+
+    def judge_attrs(where: str, attrs: dict[str, tuple[str, Any]]) -> None:
+        for key, (kind, value) in attrs.items():
+            if key.startswith(CHECKED_PREFIXES):
+                want = spec_attrs.get(key)
+                if want is None:
+                    problems.append(f"{where}: attribute {key} is not in the spec's registry")
+                elif want != "any" and kind != want:
+                    problems.append(f"{where}: attribute {key} is {kind}, the spec says {want}")
+            if key in members and key not in OPEN_ENUMS and str(value) not in members[key]:
+                problems.append(f"{where}: {key}={value!r} is not among {sorted(members[key])}")
+
+    inference = span_required["span.gen_ai.inference.client"] | {"gen_ai.operation.name"}
+    for sp in spans:
+        attrs = _otlp_attrs(sp.get("attributes"))
+        judge_attrs(f"span {sp['name']}", attrs)
+        parent = sp.get("parentSpanId") or ""
+        if "gen_ai.operation.name" in attrs:
+            missing = inference - set(attrs)
+            if missing:
+                problems.append(f"span {sp['name']}: lacks required {sorted(missing)}")
+            model = attrs.get("gen_ai.request.model", (None, None))[1]
+            want_name = f"{attrs['gen_ai.operation.name'][1]} {model}" if model else attrs["gen_ai.operation.name"][1]
+            if sp["name"] != want_name:
+                problems.append(f"span {sp['name']}: the name should be {want_name!r}")
+            want_kind = 2 if parent and parent not in ids else 1  # SERVER under a remote parent, else INTERNAL
+            if sp.get("kind") != want_kind:
+                problems.append(f"span {sp['name']}: kind {sp.get('kind')}, expected {want_kind}")
+        elif sp.get("kind", 1) != 1:
+            problems.append(f"span {sp['name']}: a phase span must be INTERNAL, is {sp.get('kind')}")
+    for d in metrics:
+        for rm in d["resourceMetrics"]:
+            for sm in rm["scopeMetrics"]:
+                if sm["scope"]["name"] != scope:
+                    continue
+                for m in sm["metrics"]:
+                    name = m["name"]
+                    if "histogram" in m:
+                        kind, points = "histogram", m["histogram"]["dataPoints"]
+                    elif "sum" in m:
+                        kind = "counter" if m["sum"].get("isMonotonic") else "updowncounter"
+                        points = m["sum"]["dataPoints"]
+                    else:
+                        kind, points = "gauge", m.get("gauge", {}).get("dataPoints", [])
+                    if name in spec_metrics and (kind, m.get("unit", "")) != spec_metrics[name]:
+                        problems.append(f"metric {name}: {(kind, m.get('unit'))}, the spec says {spec_metrics[name]}")
+                    want = value_types.get(name)
+                    for p in points:
+                        attrs = _otlp_attrs(p.get("attributes"))
+                        judge_attrs(f"metric {name}", attrs)
+                        if want and kind != "histogram" and ("asInt" in p) != (want == "int"):
+                            problems.append(f"metric {name}: a {'int' if 'asInt' in p else 'double'} point, "
+                                            f"the spec says {want}")
+                        lacking = required.get(name, set()) - set(attrs)
+                        if lacking:
+                            problems.append(f"metric {name}: a point lacks required {sorted(lacking)}")
+    return sorted(set(problems))

@@ -118,3 +118,58 @@ def test_each_scope_carries_the_schema_url_of_its_conventions():
             if sm.scope.name == semconv.SCOPE_NAME for m in sm.metrics}
     assert urls["gen_ai.server.request.duration"] == "https://opentelemetry.io/schemas/1.41.1"
     assert urls["ferrum.scheduler.requests"] == "https://opentelemetry.io/schemas/1.44.0"
+
+
+def _run_files(folder):
+    import json as _json
+
+    from .localfiles import run_file
+
+    return ([_json.loads(line) for line in run_file(folder, "traces").read_text().splitlines()],
+            [_json.loads(line) for line in run_file(folder, "metrics").read_text().splitlines()])
+
+
+def test_demo_and_examples_conform_to_the_spec(tmp_path):
+    """Everything the demo and the examples write (OTLP JSON lines) passes the YAML-driven check: names,
+    kinds, units, value types, required attributes, enum values, span names and span kinds."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .semconv_spec import check_otlp_files
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    runs = {
+        "demo": [sys.executable, "-m", "ferrum_otel", "demo", "--requests", "24", "--output", str(tmp_path / "demo")],
+        "decorated": [sys.executable, str(examples / "decorated_function.py"), str(tmp_path / "decorated")],
+        "async": [sys.executable, str(examples / "async_streaming_server.py"), str(tmp_path / "async")],
+        "engine_json": [sys.executable, str(examples / "engine_json.py"), str(tmp_path / "engine_json")],
+    }
+    for name, cmd in runs.items():
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (name, out.stderr[-2000:])
+        traces, metrics = _run_files(tmp_path / name)
+        assert traces and metrics, name
+        assert check_otlp_files(traces, metrics) == [], name
+
+
+def test_the_otlp_checker_catches_what_it_claims():
+    """The YAML-driven checker itself: a SERVER root with no parent, a misnamed span, a wrong unit, a double
+    where the spec says int and an unknown hw.state are each reported."""
+    from .semconv_spec import check_otlp_files
+
+    def attr(key, **value):
+        return {"key": key, "value": value}
+
+    span = {"spanId": "a1", "name": "chat m", "kind": 2, "attributes": [
+        attr("gen_ai.operation.name", stringValue="text_completion"), attr("gen_ai.provider.name", stringValue="x"),
+        attr("gen_ai.request.model", stringValue="m")]}
+    traces = [{"resourceSpans": [{"scopeSpans": [{"scope": {"name": "ferrum_otel"}, "spans": [span]}]}]}]
+    point = {"asDouble": 1.0, "attributes": [attr("hw.state", stringValue="melting"), attr("hw.type", stringValue="gpu"),
+                                            attr("hw.id", stringValue="g")]}
+    metrics = [{"resourceMetrics": [{"scopeMetrics": [{"scope": {"name": "ferrum_otel"}, "metrics": [
+        {"name": "hw.status", "unit": "%", "sum": {"dataPoints": [point], "isMonotonic": False}}]}]}]}]
+    problems = "\n".join(check_otlp_files(traces, metrics))
+    for expected in ("kind 2, expected 1", "the name should be 'text_completion m'", "the spec says ('updowncounter', '1')",
+                     "a double point, the spec says int", "hw.state='melting'"):
+        assert expected in problems, (expected, problems)
