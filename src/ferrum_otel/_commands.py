@@ -8,10 +8,11 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from typing import IO, Any, Iterator
+from collections.abc import Iterator
+from typing import IO, Any
 from urllib.parse import urlsplit
 
-__all__ = ["gpu", "doctor", "convert", "iter_documents", "InputError"]
+__all__ = ["InputError", "convert", "doctor", "gpu", "iter_documents"]
 
 
 def gpu(out: IO[str]) -> int:
@@ -66,7 +67,7 @@ def _reachable(url: str, protocol: str, timeout: float = 2.0) -> tuple[bool, str
         request = urllib.request.Request(url, data=b"", method="POST",
                                          headers={"Content-Type": "application/x-protobuf"})
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as r:  # noqa: S310 - the configured endpoint
+            with urllib.request.urlopen(request, timeout=timeout) as r:
                 return True, f"answers OTLP/HTTP (status {r.status})"
         except urllib.error.HTTPError as e:
             if e.code in (404, 405):

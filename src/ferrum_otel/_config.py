@@ -11,7 +11,8 @@ import atexit
 import os
 import threading
 import time
-from typing import IO, Any, Mapping
+from collections.abc import Mapping
+from typing import IO, Any
 
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
@@ -23,7 +24,7 @@ from ._pipeline import Pipeline, build, parse_prometheus
 from ._runtime import Runtime
 from ._settings import ConfigurationError, Settings, resolve
 
-__all__ = ["configure", "shutdown", "Telemetry", "ConfigurationError", "Delivery"]
+__all__ = ["ConfigurationError", "Delivery", "Telemetry", "configure", "shutdown"]
 
 
 class Telemetry:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -28,8 +29,17 @@ from ._log import logger, warn_once
 from ._wire import clean_metrics, count_points, span_problem
 
 __all__ = [
-    "QUEUE_FULL", "EXPORT_FAILED", "REFUSED", "SHUTDOWN", "SignalDelivery", "Delivery", "SignalLedger",
-    "CountingSpanExporter", "CountingMetricExporter", "redact_url", "redact_text",
+    "EXPORT_FAILED",
+    "QUEUE_FULL",
+    "REFUSED",
+    "SHUTDOWN",
+    "CountingMetricExporter",
+    "CountingSpanExporter",
+    "Delivery",
+    "SignalDelivery",
+    "SignalLedger",
+    "redact_text",
+    "redact_url",
 ]
 
 QUEUE_FULL, EXPORT_FAILED, REFUSED, SHUTDOWN = "queue_full", "export_failed", "refused", "shutdown"
@@ -323,8 +333,8 @@ class CountingMetricExporter(MetricExporter):
     """The metric counterpart: points are produced when the reader hands them over."""
 
     def __init__(self, inner: MetricExporter, ledger: SignalLedger) -> None:
-        super().__init__(preferred_temporality=inner._preferred_temporality,  # noqa: SLF001
-                         preferred_aggregation=inner._preferred_aggregation)  # noqa: SLF001
+        super().__init__(preferred_temporality=inner._preferred_temporality,
+                         preferred_aggregation=inner._preferred_aggregation)
         _install_filter()
         self.inner = inner
         self.ledger = ledger

@@ -15,8 +15,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any
 
 from google.protobuf.json_format import MessageToDict
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -28,7 +29,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from . import semconv as s
 from ._log import log_failure
 
-__all__ = ["JsonLinesSpanExporter", "JsonLinesMetricExporter", "SummaryProcessor", "run_files"]
+__all__ = ["JsonLinesMetricExporter", "JsonLinesSpanExporter", "SummaryProcessor", "run_files"]
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 

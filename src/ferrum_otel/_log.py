@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-__all__ = ["logger", "log_failure", "refuse", "InvalidArgument", "set_strict", "is_strict", "warn_once"]
+__all__ = ["InvalidArgument", "is_strict", "log_failure", "logger", "refuse", "set_strict", "warn_once"]
 
 logger = logging.getLogger("ferrum_otel")
 

@@ -23,7 +23,7 @@ from ._delivery import CountingMetricExporter, CountingSpanExporter, SignalLedge
 from ._processor import DeliverySpanProcessor
 from ._settings import ConfigurationError, Settings
 
-__all__ = ["Pipeline", "build", "DEFAULT_OUTPUT"]
+__all__ = ["DEFAULT_OUTPUT", "Pipeline", "build"]
 
 DEFAULT_OUTPUT = "ferrum-otel-telemetry"
 
@@ -185,10 +185,10 @@ def _prometheus_reader(p: Pipeline, host: str, port: int) -> Any:
 def _set_globals(tp: TracerProvider | None, mp: MeterProvider | None) -> bool:
     """Make our providers the global ones if the process has none yet; the API allows once."""
     done = False
-    if tp is not None and trace_api._TRACER_PROVIDER is None:  # noqa: SLF001 - read only
+    if tp is not None and trace_api._TRACER_PROVIDER is None:
         trace_api.set_tracer_provider(tp)
         done = True
-    if mp is not None and metrics_api._internal._METER_PROVIDER is None:  # noqa: SLF001 - read only
+    if mp is not None and metrics_api._internal._METER_PROVIDER is None:
         metrics_api.set_meter_provider(mp)
         done = True
     return done

@@ -15,7 +15,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor

@@ -21,7 +21,7 @@ from . import semconv
 from ._log import log_failure
 from ._version import __version__
 
-__all__ = ["Runtime", "active", "install", "uninstall", "log_failure", "meter_for", "disabled_by_environment"]
+__all__ = ["Runtime", "active", "disabled_by_environment", "install", "log_failure", "meter_for", "uninstall"]
 
 
 class Runtime:
@@ -91,7 +91,7 @@ def active() -> Runtime | None:
     """The runtime to record into, or None when no SDK is set up (the common fast answer)."""
     if _installed is not None:
         return _installed
-    if _disabled or _trace_api._TRACER_PROVIDER is None:  # noqa: SLF001 - read, never written
+    if _disabled or _trace_api._TRACER_PROVIDER is None:
         return None
     return _from_globals if _from_globals is not None else _resolve_globals()
 

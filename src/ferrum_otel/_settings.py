@@ -9,14 +9,15 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
 
 from ._delivery import redact_url
 
-__all__ = ["ConfigurationError", "Settings", "resolve", "parse_key_values"]
+__all__ = ["ConfigurationError", "Settings", "parse_key_values", "resolve"]
 
 PROTOCOLS = ("grpc", "http/protobuf")
 _SIGNAL_PATHS = {"traces": "v1/traces", "metrics": "v1/metrics"}

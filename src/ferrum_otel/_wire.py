@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
-    "INT64_MAX", "MIN_UNIX_NS", "MAX_UNIX_NS", "span_problem", "clean_metrics", "count_points", "fits_int64",
+    "INT64_MAX",
+    "MAX_UNIX_NS",
+    "MIN_UNIX_NS",
+    "clean_metrics",
+    "count_points",
+    "fits_int64",
+    "span_problem",
 ]
 
 INT64_MAX = 2**63 - 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import IO, Sequence
+from collections.abc import Sequence
+from typing import IO
 
 from ._version import __version__
 
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
             from ._commands import convert
 
             return convert(args.file, args.type_name, args.endpoint, args.output, out)
-    except Exception as e:  # noqa: BLE001 - one clear line, not a traceback
+    except Exception as e:
         from ._settings import ConfigurationError
 
         if isinstance(e, (ConfigurationError, OSError, ValueError)):

@@ -12,7 +12,8 @@ takes all of that away again.  Needs ``pip install 'ferrum-otel[instrument]'``.
 
 from __future__ import annotations
 
-from typing import Any, Collection
+from collections.abc import Collection
+from typing import Any
 
 try:
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor

@@ -13,7 +13,8 @@ It passes its own providers to ``configure()`` and never touches the global ones
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -24,7 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ._config import Telemetry, configure
 from ._log import InvalidArgument, set_strict
 
-__all__ = ["capture", "Capture", "InvalidArgument"]
+__all__ = ["Capture", "InvalidArgument", "capture"]
 
 
 class Capture:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from .engine import BLOCK_TOKENS, BOUNDS, SimEngine, SimRequest
+from .engine import BLOCK_TOKENS, SimEngine, SimRequest
 
 WIDTH = 56
 BAR = {"queue": "░", "prefill": "▓", "decode": "█"}

@@ -19,7 +19,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .. import semconv as s
 
@@ -49,8 +50,22 @@ def _code(exc: BaseException) -> int | None:
 class GpuDevice:
     """One GPU (or MIG instance) and what is known of it for good."""
 
-    __slots__ = ("index", "handle", "uuid", "name", "attributes", "memory_total", "power_limit_w", "max_clocks_hz",
-                 "lost", "unsupported", "_failed_logged", "_attribute_sets", "call_started", "not_answering")
+    __slots__ = (
+        "_attribute_sets",
+        "_failed_logged",
+        "attributes",
+        "call_started",
+        "handle",
+        "index",
+        "lost",
+        "max_clocks_hz",
+        "memory_total",
+        "name",
+        "not_answering",
+        "power_limit_w",
+        "unsupported",
+        "uuid",
+    )
 
     def __init__(self, index: int, handle: Any, uuid: str, name: str, parent: str | None) -> None:
         self.index = index
@@ -443,14 +458,14 @@ class _Reader:
                 try:
                     reading = sampler._read_fast(d)
                     self.reading, self.read_at = reading, sampler._clock()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     logger.warning("ferrum-otel: reading GPU %d failed", d.index, exc_info=True)
                 self.wanted = False
                 self.done.set()
             if has_slow and time.monotonic() >= slow_due:
                 try:
                     self.slow = sampler.read_slow_device(d)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     logger.warning("ferrum-otel: slow GPU queries failed", exc_info=True)
                 slow_due = time.monotonic() + sampler.slow_interval_s
 

@@ -31,8 +31,22 @@ class RequestInstruments:
     """Attribute access to each request instrument (``.duration``, ``.ttft``, ...)."""
 
     __slots__ = (
-        "duration", "ttft", "tpot", "token_usage", "queue", "prefill", "decode", "itl",
-        "requests", "completed", "failed", "cancelled", "prefill_tokens", "decode_tokens", "preemptions", "active",
+        "active",
+        "cancelled",
+        "completed",
+        "decode",
+        "decode_tokens",
+        "duration",
+        "failed",
+        "itl",
+        "preemptions",
+        "prefill",
+        "prefill_tokens",
+        "queue",
+        "requests",
+        "token_usage",
+        "tpot",
+        "ttft",
     )
 
     def __init__(self, meter: Meter) -> None:

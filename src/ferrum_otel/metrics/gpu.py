@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
@@ -11,7 +12,7 @@ from .._log import log_failure, logger, warn_once
 from ..schema import GpuMetrics
 from ._nvml import CLOCK_EVENT_REASONS, GpuDevice, GpuSampler, shared_sampler
 
-__all__ = ["GpuInstruments", "register_gpu_instruments", "instrument_gpu", "gpu_snapshot"]
+__all__ = ["GpuInstruments", "gpu_snapshot", "instrument_gpu", "register_gpu_instruments"]
 
 Reading = dict[str, Any]
 #: How long gpu_snapshot() waits for fresh readings (a collection waits only a few ms).
@@ -213,9 +214,9 @@ def instrument_gpu(
     meter = meter_for(meter_provider)
     sampler = shared_sampler(devices=devices, all_processes=all_processes, slow_interval_s=slow_interval)
     sampler.all_processes = all_processes
-    if devices is not None and sampler._wanted != list(devices):  # noqa: SLF001
+    if devices is not None and sampler._wanted != list(devices):
         logger.warning("ferrum-otel: the GPU sampler already runs for devices %s; devices=%s is not applied "
-                       "(one sampler per process)", sampler._wanted or "all", list(devices))  # noqa: SLF001
+                       "(one sampler per process)", sampler._wanted or "all", list(devices))
     return register_gpu_instruments(meter, sampler)
 
 

@@ -8,7 +8,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -18,7 +19,7 @@ from ..schema import DiskMetrics, MemoryUsage, NetworkMetrics, SystemMetrics
 from ._nvml import GpuSampler, shared_sampler
 from .gpu import gpu_snapshot, register_observable
 
-__all__ = ["MemoryInstruments", "register_memory_instruments", "memory_snapshot", "system_snapshot"]
+__all__ = ["MemoryInstruments", "memory_snapshot", "register_memory_instruments", "system_snapshot"]
 
 _process: Any = None
 _process_lock = threading.Lock()

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
@@ -54,7 +55,7 @@ class _Flag:
         if not self._on:
             return False
         base = _library()
-        running = None if base is None else base._instance  # noqa: SLF001
+        running = None if base is None else base._instance
         return running is None or not running.is_instrumented_by_opentelemetry
 
     def off(self) -> None:
@@ -166,7 +167,7 @@ def register_system_metrics(provider: MeterProvider) -> SystemMetrics | None:
         warn_once("no-system-metrics", "ferrum-otel: no process and system metrics: "
                   "opentelemetry-instrumentation-system-metrics is not installed")
         return None
-    running = base._instance  # noqa: SLF001 - the singleton opentelemetry-instrument made, if any
+    running = base._instance
     if running is not None and running.is_instrumented_by_opentelemetry:
         return None
     return SystemMetrics(provider)

@@ -6,16 +6,16 @@ OpenTelemetry: :mod:`ferrum_otel.serde` reads and writes them exactly as serde d
 
 from ._errors import SchemaError
 from ._time import Duration, Timestamp, TimestampError
-from .config import *  # noqa: F403
+from .config import *
 from .config import __all__ as _config_all
-from .devices import *  # noqa: F403
+from .devices import *
 from .devices import __all__ as _devices_all
 from .ids import ClientId, ModelId, RequestId
-from .metrics import *  # noqa: F403
+from .metrics import *
 from .metrics import __all__ as _metrics_all
-from .models import *  # noqa: F403
+from .models import *
 from .models import __all__ as _models_all
-from .sampling import *  # noqa: F403
+from .sampling import *
 from .sampling import __all__ as _sampling_all
 
 __all__ = sorted(

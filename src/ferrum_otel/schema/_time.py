@@ -17,7 +17,7 @@ import attrs
 
 from ._errors import SchemaError
 
-__all__ = ["Timestamp", "Duration", "TimestampError"]
+__all__ = ["Duration", "Timestamp", "TimestampError"]
 
 _NANOS = 1_000_000_000
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)

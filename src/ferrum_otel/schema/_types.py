@@ -15,33 +15,39 @@ import sys
 import types
 import typing
 import uuid
-from typing import Annotated, Any, Callable, TypeVar, Union
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar, Union
 
 T = TypeVar("T")
 
 import attrs
 
+try:  # Python 3.11+
+    from typing import dataclass_transform
+except ImportError:  # pragma: no cover - 3.10
+    from typing_extensions import dataclass_transform
+
 from ._errors import SchemaError
 from ._time import Timestamp
 
 __all__ = [
+    "JsonValue",
     "Rust",
+    "SchemaError",
+    "describe",
+    "f32",
+    "f64",
+    "i64",
+    "int_to_f32",
+    "rust_kind",
+    "schema",
+    "to_f32",
+    "trusted_factory",
     "u8",
     "u16",
     "u32",
     "u64",
     "usize",
-    "i64",
-    "f32",
-    "f64",
-    "JsonValue",
-    "SchemaError",
-    "schema",
-    "to_f32",
-    "int_to_f32",
-    "rust_kind",
-    "describe",
-    "trusted_factory",
 ]
 
 
@@ -360,7 +366,7 @@ def _field_transformer(cls: type, fields: list[attrs.Attribute]) -> list[attrs.A
     namespace = dict(vars(sys.modules[cls.__module__]))
     out = []
     for f in fields:
-        tp = eval(f.type, namespace) if isinstance(f.type, str) else f.type  # noqa: S307
+        tp = eval(f.type, namespace) if isinstance(f.type, str) else f.type
         check = check_for(tp)
         out.append(f.evolve(type=tp, converter=_named(cls.__name__, f.name, check)))
     return out
@@ -388,6 +394,7 @@ def serde_default(value: Any) -> Any:
     return attrs.field(default=value, metadata={SERDE_DEFAULT: True})
 
 
+@dataclass_transform(kw_only_default=True, field_specifiers=(attrs.field, serde_default))
 def schema(cls: type | None = None, *, default: bool = False) -> Any:
     """Turn an annotated class into a mutable, slotted, keyword-only attrs class whose
     every field is checked against its Rust type on construction and assignment.

@@ -14,25 +14,25 @@ from .models import ModelInfo
 from .sampling import SamplingParams, SamplingPresets
 
 __all__ = [
-    "EngineConfig",
-    "EngineModelConfig",
-    "SchedulerConfig",
-    "SchedulingPolicy",
-    "SamplingConfig",
     "BackendConfig",
     "BackendType",
+    "BatchConfig",
+    "Duration",
+    "EngineConfig",
+    "EngineModelConfig",
     "KvCacheConfig",
     "KvCacheType",
     "MemoryConfig",
-    "BatchConfig",
     "MonitoringConfig",
+    "PaddingConfig",
+    "PaddingStrategy",
+    "SamplingConfig",
+    "SchedulerConfig",
+    "SchedulingPolicy",
     "TokenizerConfig",
     "TokenizerType",
     "TruncationConfig",
     "TruncationStrategy",
-    "PaddingConfig",
-    "PaddingStrategy",
-    "Duration",
 ]
 
 

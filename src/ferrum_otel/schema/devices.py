@@ -8,7 +8,7 @@ from typing import ClassVar
 from ._types import usize
 from ._variant import Variant, install_units
 
-__all__ = ["Device", "DataType"]
+__all__ = ["DataType", "Device"]
 
 
 class Device(Variant):

@@ -9,7 +9,7 @@ import uuid
 
 from ._errors import SchemaError
 
-__all__ = ["RequestId", "ModelId", "ClientId", "parse_uuid"]
+__all__ = ["ClientId", "ModelId", "RequestId", "parse_uuid"]
 
 # The four text forms the Rust `uuid` crate reads: hyphenated, simple, urn and braced.
 # Python's UUID() is looser (it drops hyphens anywhere), so the forms are matched here.

@@ -12,15 +12,15 @@ from .devices import DataType, Device
 from .ids import ModelId
 
 __all__ = [
-    "ModelType",
-    "ModelInfo",
-    "ModelConfig",
-    "QuantizationConfig",
-    "GPTQ",
     "AWQ",
     "FP8",
-    "INT8",
+    "GPTQ",
     "INT4",
+    "INT8",
+    "ModelConfig",
+    "ModelInfo",
+    "ModelType",
+    "QuantizationConfig",
     "SmoothQuant",
 ]
 

@@ -9,7 +9,7 @@ import attrs
 from ._types import f32, schema, serde_default, u8, u64, usize
 from ._variant import Variant, install_units
 
-__all__ = ["SamplingParams", "MirostatParams", "ResponseFormat", "SamplingPresets"]
+__all__ = ["MirostatParams", "ResponseFormat", "SamplingParams", "SamplingPresets"]
 
 
 class ResponseFormat(Variant):

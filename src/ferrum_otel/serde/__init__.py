@@ -11,8 +11,8 @@ JSON path of the value and what was wrong with it.
 from __future__ import annotations
 
 import json
-import typing
 import re
+import typing
 from typing import Any, TypeVar
 
 from ..schema._errors import SchemaError
@@ -22,7 +22,7 @@ from ._hooks import DupDict, Fail, converter, identity
 from ._text import F32, write
 from ._write import writer_for
 
-__all__ = ["loads", "dumps", "to_builtins", "from_builtins", "WireFormatError", "converter", "F32", "DECODER"]
+__all__ = ["DECODER", "F32", "WireFormatError", "converter", "dumps", "from_builtins", "loads", "to_builtins"]
 
 T = TypeVar("T")
 
@@ -127,9 +127,8 @@ def from_builtins(data: Any, cls: type[T] | Any) -> T:
         hook = converter.get_structure_hook(cls)
     except Exception:  # noqa: BLE001 - cattrs has no hook: not a type this converter reads
         raise TypeError(f"{type_name} is not a schema type (or a list, dict or Option of one)") from None
-    if cls is object or cls is dict or cls is list or not isinstance(cls, type) and typing.get_origin(cls) is None:
-        if not _annotated(cls):
-            raise TypeError(f"{type_name} is not a schema type (or a list, dict or Option of one)")
+    if not _readable(cls):
+        raise TypeError(f"{type_name} is not a schema type (or a list, dict or Option of one)")
     try:
         if hook is identity:
             # Inside a struct the class's own field check validates scalars; at the top
@@ -145,8 +144,12 @@ def from_builtins(data: Any, cls: type[T] | Any) -> T:
         raise WireFormatError(type_name, "$", "nesting is too deep") from None
 
 
-def _annotated(cls: Any) -> bool:
-    return typing.get_origin(cls) is typing.Annotated
+def _readable(cls: Any) -> bool:
+    """A class of its own, a parametrised list/dict/Option, or an annotated Rust primitive:
+    not ``object``, a bare ``dict``/``list``, or something that is no type at all."""
+    if cls in (object, dict, list):
+        return False
+    return isinstance(cls, type) or typing.get_origin(cls) is not None
 
 
 def loads(data: str | bytes | bytearray, cls: type[T] | Any) -> T:

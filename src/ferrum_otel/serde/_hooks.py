@@ -4,7 +4,8 @@ hooks share: the error that carries a JSON path, the duplicate-key marker, type 
 from __future__ import annotations
 
 import typing
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 import cattrs
@@ -13,7 +14,7 @@ from ..schema import Duration, Timestamp
 from ..schema._types import unwrap_optional
 from ..schema._variant import Variant
 
-__all__ = ["Fail", "DupDict", "converter", "json_kind", "Hook", "identity", "hook_for"]
+__all__ = ["DupDict", "Fail", "Hook", "converter", "hook_for", "identity", "json_kind"]
 
 
 class Fail(Exception):

@@ -287,7 +287,7 @@ def _quantization(v: Any, _: Any) -> Any:
         raise
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _variant_struct(cls: type) -> Hook:
     return _struct_factory(cls)
 

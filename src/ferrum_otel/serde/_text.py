@@ -9,7 +9,7 @@ from typing import Any
 
 from ..schema._types import to_f32
 
-__all__ = ["F32", "format_f64", "format_f32", "write"]
+__all__ = ["F32", "format_f32", "format_f64", "write"]
 
 
 class F32(float):

@@ -6,7 +6,8 @@ import enum
 import functools
 import typing
 import uuid
-from typing import Annotated, Any, Callable
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import attrs
 
@@ -52,7 +53,7 @@ def _value_out(v: Any) -> Any:
     return v
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def writer_for(tp: Any) -> Callable[[Any], Any]:
     """One-argument function turning a value of annotation ``tp`` into serde's builtins."""
     inner, optional = unwrap_optional(tp)

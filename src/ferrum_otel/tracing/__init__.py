@@ -6,4 +6,4 @@ from ._record import record_request
 from ._request import current_request, request
 from ._tracker import RequestTracker
 
-__all__ = ["instrument", "record_request", "current_request", "request", "RequestTracker", "NoopTracker"]
+__all__ = ["NoopTracker", "RequestTracker", "current_request", "instrument", "record_request", "request"]

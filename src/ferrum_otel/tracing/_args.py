@@ -9,7 +9,8 @@ Integers must fit int64 (what the OTLP wire carries) and floats must be finite.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
@@ -18,8 +19,19 @@ from .. import semconv as s
 from .._log import refuse
 from .._wire import INT64_MAX, fits_int64
 
-__all__ = ["count", "integer", "number", "flag", "text", "phase_name", "context_arg", "attributes_arg", "span_kind",
-           "TOKENS_PER_CALL_MAX", "PHASE_NAMES"]
+__all__ = [
+    "PHASE_NAMES",
+    "TOKENS_PER_CALL_MAX",
+    "attributes_arg",
+    "context_arg",
+    "count",
+    "flag",
+    "integer",
+    "number",
+    "phase_name",
+    "span_kind",
+    "text",
+]
 
 #: token(n): more than this in one call is taken for a mistake (and keeps sums within int64).
 TOKENS_PER_CALL_MAX = 2**32

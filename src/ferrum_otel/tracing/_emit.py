@@ -7,7 +7,8 @@ made with explicit timestamps: cheaper than live spans, and exact.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, get_current_span, set_span_in_context
@@ -16,7 +17,7 @@ from .. import semconv as s
 from .._runtime import Runtime
 from ..schema import RequestMetrics
 
-__all__ = ["Phase", "Outcome", "emit", "start_request_span", "OK", "ERROR", "CANCELLED"]
+__all__ = ["CANCELLED", "ERROR", "OK", "Outcome", "Phase", "emit", "start_request_span"]
 
 OK, ERROR, CANCELLED = "ok", "error", "cancelled"
 
@@ -28,8 +29,17 @@ Phase = tuple[str, int, int, int, float, float, int]
 class Outcome:
     """How a request ended and the timing statistics computed at its end."""
 
-    __slots__ = ("status", "error_type", "error_message", "finish_reason", "duration_s", "ttft_s", "tpot_s", "itl_ms",
-                 "input_known")
+    __slots__ = (
+        "duration_s",
+        "error_message",
+        "error_type",
+        "finish_reason",
+        "input_known",
+        "itl_ms",
+        "status",
+        "tpot_s",
+        "ttft_s",
+    )
 
     def __init__(
         self,

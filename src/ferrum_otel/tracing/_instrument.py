@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from time import perf_counter_ns
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind

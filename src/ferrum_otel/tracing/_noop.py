@@ -10,7 +10,7 @@ from ..schema import PhaseMetrics
 from . import _args
 from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
 
-__all__ = ["NoopTracker", "NOOP", "NOOP_PHASE"]
+__all__ = ["NOOP", "NOOP_PHASE", "NoopTracker"]
 
 
 class _NoopPhase:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Mapping
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace as _trace_api
@@ -15,11 +17,12 @@ from .. import _runtime
 from .. import semconv as s
 from .._log import InvalidArgument, log_failure
 from .._runtime import active
+from .._wire import INT64_MAX
 from . import _args
 from ._noop import NOOP, NoopTracker
 from ._tracker import CURRENT_KEY, RequestTracker
 
-__all__ = ["request", "current_request", "request_params", "request_values", "parent_context"]
+__all__ = ["current_request", "parent_context", "request", "request_params", "request_values"]
 
 
 def parent_context(context: Context | Mapping[str, str] | str | None) -> Context | None:
@@ -145,8 +148,9 @@ else:
         if _runtime._installed is None and (_runtime._disabled or _trace_api._TRACER_PROVIDER is None):
             if options:
                 _check_names(options)
-                _start_request(model, **options)  # the same checks, the same warnings
-            elif model is not None and not isinstance(model, str):
+                if not _looks_fine(options):
+                    _start_request(model, **options)  # the same checks, the same warnings
+            if model is not None and type(model) is not str:
                 _args.text("request()", "model", model)
             return NOOP
         return _start_request(model, **options)
@@ -159,9 +163,49 @@ else:
 _NAMES = frozenset(inspect.signature(_start_request).parameters)
 
 
+def _count_ok(v: Any) -> bool:
+    return type(v) is int and 0 <= v <= INT64_MAX
+
+
+def _number_ok(v: Any) -> bool:
+    return (type(v) is float and math.isfinite(v)) or (type(v) is int and -INT64_MAX <= v <= INT64_MAX)
+
+
+# With no SDK a request must cost next to nothing, yet be checked as with one: these cheap
+# tests pass the usual values; anything else goes through the full checks (and warnings).
+_FAST_CHECKS: dict[str, Any] = {
+    "input_tokens": _count_ok, "max_tokens": _count_ok, "seed": _count_ok,
+    "temperature": _number_ok, "top_p": _number_ok, "top_k": _number_ok,
+    "stream": lambda v: type(v) is bool, "client_id": lambda v: type(v) is str, "prompt": lambda v: type(v) is str,
+    "request_id": lambda v: True, "operation": lambda v: type(v) is str and v != "",
+    "provider": lambda v: type(v) is str and v != "",
+}
+
+
+def _looks_fine(options: dict[str, Any]) -> bool:
+    for key, value in options.items():
+        t = type(value)
+        # The common cases inline: a count, a finite number, a string; the rest by table.
+        if t is int:
+            if not 0 <= value <= INT64_MAX or key not in _INT_KEYS:
+                return False
+        elif t is str:
+            if key not in _STR_KEYS or not value:
+                return False
+        elif value is not None:
+            check = _FAST_CHECKS.get(key)
+            if check is None or not check(value):
+                return False
+    return True
+
+
+_INT_KEYS = frozenset({"input_tokens", "max_tokens", "seed", "temperature", "top_p", "top_k", "request_id"})
+_STR_KEYS = frozenset({"client_id", "prompt", "request_id", "operation", "provider"})
+
+
 def _check_names(options: dict[str, Any]) -> None:
-    unknown = options.keys() - _NAMES
-    if unknown:
+    if not _NAMES.issuperset(options):
+        unknown = options.keys() - _NAMES
         raise TypeError(f"request() got an unexpected keyword argument {sorted(unknown)[0]!r}")
 
 

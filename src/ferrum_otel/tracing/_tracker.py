@@ -11,9 +11,10 @@ import asyncio
 import math
 import uuid
 from bisect import bisect_right
+from collections.abc import Callable
 from operator import itemgetter
 from time import perf_counter_ns, time_ns
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -36,7 +37,7 @@ from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
 from ._emit import CANCELLED, ERROR, OK, Outcome, emit, start_attributes, start_request_span
 from ._noop import NOOP_PHASE, _NoopPhase
 
-__all__ = ["RequestTracker", "CURRENT_KEY", "CANCELLATION"]
+__all__ = ["CANCELLATION", "CURRENT_KEY", "RequestTracker"]
 
 #: The OTel context key under which the enclosing tracker is stored.
 CURRENT_KEY = otel_context.create_key("ferrum_otel.request")
@@ -71,7 +72,7 @@ def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
 class _PhaseScope:
     """``with req.phase("prefill"):`` records one interval of that phase."""
 
-    __slots__ = ("_tracker", "_name", "_start")
+    __slots__ = ("_name", "_start", "_tracker")
 
     def __init__(self, tracker: RequestTracker, name: str) -> None:
         self._tracker = tracker
@@ -96,10 +97,31 @@ class RequestTracker:
     """Tracks one inference request; use it through ``ferrum_otel.request()`` or ``@instrument``."""
 
     __slots__ = (
-        "_rt", "model", "operation", "provider", "request_id", "external_id", "client_id", "input_tokens",
-        "_span", "_t0", "_wall0", "_times", "_chunks", "_phases", "_open", "_preemptions", "_output_tokens",
-        "_finished", "metrics", "_phase_totals", "_phase_cache", "_token", "_completion", "_metric_attrs",
         "_append",
+        "_chunks",
+        "_completion",
+        "_finished",
+        "_metric_attrs",
+        "_open",
+        "_output_tokens",
+        "_phase_cache",
+        "_phase_totals",
+        "_phases",
+        "_preemptions",
+        "_rt",
+        "_span",
+        "_t0",
+        "_times",
+        "_token",
+        "_wall0",
+        "client_id",
+        "external_id",
+        "input_tokens",
+        "metrics",
+        "model",
+        "operation",
+        "provider",
+        "request_id",
     )
 
     def __init__(
