@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind, set_span_in_context  # noqa: E402
 
 import ferrum_otel  # noqa: E402
 from ferrum_otel import semconv as s  # noqa: E402
-from ferrum_otel.metrics._request import RequestInstruments  # noqa: E402
+from ferrum_otel.metrics._instruments import RequestInstruments  # noqa: E402
 
 TOKENS = 128
 

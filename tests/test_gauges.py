@@ -497,9 +497,6 @@ def test_observe_engine_survives_bad_callbacks(caplog):
         for _ in range(3):
             data = {m.name: list(m.data.data_points) for rm in reader.get_metrics_data().resource_metrics
                     for sm in rm.scope_metrics for m in sm.metrics}
-            import time
-
-            time.sleep(0.3)
     assert data.get("ferrum.batch.size") and not data.get("ferrum.scheduler.requests")
     assert not data.get("ferrum.kv_cache.blocks")
     messages = [r.getMessage() for r in caplog.records]
@@ -508,6 +505,30 @@ def test_observe_engine_survives_bad_callbacks(caplog):
     with pytest.raises(TypeError, match="observe_engine\\(cache=...\\) takes a callable"):
         observe_engine(cache=_golden("CacheStats", CacheStats))
     provider.shutdown()
+
+
+def test_engine_source_is_read_once_per_collection_without_a_timer():
+    """Each source is called exactly once per collection, however many instruments read it, and afresh in the
+    next collection however soon it comes (no 0.25 s timer)."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    calls = []
+    stats = _golden("CacheStats", CacheStats)
+
+    def cache():
+        calls.append(1)
+        return stats
+
+    observer = observe_engine(cache=cache, meter_provider=provider)
+    try:
+        for n in range(1, 6):
+            reader.get_metrics_data()
+            assert len(calls) == n  # ten instruments, one call per collection
+        observer.close()
+        reader.get_metrics_data()
+        assert len(calls) == 5
+    finally:
+        provider.shutdown()
 
 
 def test_configure_registers_gauges_on_its_meter(monkeypatch):

@@ -34,7 +34,7 @@ class Runtime:
         *,
         capture_content: bool = False,
     ) -> None:
-        from .metrics._request import RequestInstruments
+        from .metrics._instruments import RequestInstruments
 
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider

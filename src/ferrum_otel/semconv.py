@@ -169,6 +169,8 @@ HW_TYPE: Final = "hw.type"
 HW_GPU_TASK: Final = "hw.gpu.task"
 HW_STATE: Final = "hw.state"
 HW_TYPE_GPU: Final = "gpu"
+#: The hw.state values a GPU reports: the spec's states NVML can tell apart.
+HW_GPU_STATES: Final = ("ok", "degraded", "failed")
 NETWORK_IO_DIRECTION: Final = "network.io.direction"
 FERRUM_GPU_INDEX: Final = "ferrum.gpu.index"
 FERRUM_GPU_CLOCK: Final = "ferrum.gpu.clock"

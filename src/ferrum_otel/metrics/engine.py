@@ -1,24 +1,22 @@
 """``observe_engine()``: the engine's own state (status, scheduler, KV and prefix cache,
 batching, health) as observable instruments.
 
-Each source is a callable returning the schema object.  It is called at most once per
-collection, however many instruments read it; a source that raises or returns something
+Each source is a callable returning the schema object.  It is called once per collection
+(``PerCollection``: no timer), however many instruments read it; a source that raises or returns something
 else is logged once and skipped, and the other instruments are collected as usual.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import Meter, MeterProvider
 
 from .. import semconv as s
 from .._log import logger
 from ..schema import BatchingMetrics, CacheStats, EngineStatus, HealthStatus, SchedulerStats
-from .gpu import register_observable
+from ._instruments import ObservableGroup, PerCollection, Point
 
 __all__ = ["EngineObserver", "observe_engine"]
 
@@ -29,37 +27,27 @@ _KINDS: dict[str, type] = {
 
 
 class _Source:
-    """One user callable, read at most once per collection."""
+    """One user callable, read once per collection (however many instruments read it)."""
 
-    def __init__(self, name: str, fn: Callable[[], Any], max_age_s: float) -> None:
+    def __init__(self, name: str, fn: Callable[[], Any]) -> None:
         self.name = name
         self.fn = fn
         self.kind = _KINDS[name]
-        self.max_age_s = max_age_s
-        self._at = -1e18
-        self._value: Any = None
-        self._lock = threading.Lock()
+        self.value = PerCollection(self._read)
         self._complained = False
 
-    def get(self) -> Any:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._at < self.max_age_s:
-                return self._value
-            self._at = now
-            try:
-                value = self.fn()
-            except Exception as e:  # noqa: BLE001 - the user's callable
-                self._complain(f"raised {type(e).__name__}: {e}")
-                value = None
-            else:
-                if not isinstance(value, self.kind):
-                    self._complain(f"returned {type(value).__name__}, not {self.kind.__name__}")
-                    value = None
-            self._value = value
-            return value
+    def _read(self) -> Any:
+        try:
+            value = self.fn()
+        except Exception as e:  # noqa: BLE001 - the user's callable
+            self.complain(f"raised {type(e).__name__}: {e}")
+            return None
+        if not isinstance(value, self.kind):
+            self.complain(f"returned {type(value).__name__}, not {self.kind.__name__}")
+            return None
+        return value
 
-    def _complain(self, what: str) -> None:
+    def complain(self, what: str) -> None:
         if not self._complained:
             self._complained = True
             logger.warning("ferrum-otel: observe_engine(%s=...) %s; its metrics are skipped", self.name, what)
@@ -146,36 +134,31 @@ _INSTRUMENTS: dict[str, tuple[s.Instrument, ...]] = {
 }
 
 
-class EngineObserver:
+class EngineObserver(ObservableGroup):
     """The engine-state instruments registered for one set of sources; ``close()`` silences them."""
 
-    def __init__(self, meter: Meter, sources: dict[str, Callable[[], Any]], max_age_s: float = 0.25) -> None:
-        self.enabled = True
-        self.instruments = []
+    def __init__(self, meter: Meter, sources: dict[str, Callable[[], Any]]) -> None:
+        super().__init__(meter)
         for name, fn in sources.items():
-            source = _Source(name, fn, max_age_s)
-            for spec in _INSTRUMENTS[name]:
-                self.instruments.append(register_observable(meter, spec, self._callback(source, spec)))
+            source = _Source(name, fn)
+            for asker, spec in enumerate(_INSTRUMENTS[name]):
+                self.observe(spec, self._points(source, spec, asker))
 
-    def _callback(self, source: _Source, spec: s.Instrument) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    @staticmethod
+    def _points(source: _Source, spec: s.Instrument, asker: int) -> Callable[[], Iterable[Point]]:
         read = _READERS[source.name]
 
-        def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            if not self.enabled:
-                return []
-            value = source.get()
+        def points() -> Iterable[Point]:
+            value = source.value.get(asker)
             if value is None:
                 return []
             try:
-                return [Observation(v, a) for v, a in read(value).get(spec, ())]
+                return read(value).get(spec, [])
             except Exception as e:  # noqa: BLE001 - e.g. NaN in a counter: skip, say so once
-                source._complain(f"gave a value {spec.name} cannot report ({type(e).__name__}: {e})")
+                source.complain(f"gave a value {spec.name} cannot report ({type(e).__name__}: {e})")
                 return []
 
-        return callback
-
-    def close(self) -> None:
-        self.enabled = False
+        return points
 
 
 def observe_engine(

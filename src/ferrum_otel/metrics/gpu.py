@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import Meter, MeterProvider
 
 from .. import semconv as s
 from .._log import log_failure, logger, warn_once
 from ..schema import GpuMetrics
+from ._instruments import ObservableGroup, PerCollection
 from ._nvml import CLOCK_EVENT_REASONS, GpuDevice, GpuSampler, shared_sampler
 
 __all__ = ["GpuInstruments", "gpu_snapshot", "instrument_gpu", "register_gpu_instruments"]
@@ -21,18 +22,15 @@ _NAN = float("nan")
 Emit = Callable[[GpuDevice, Reading, Reading], Iterable[tuple[float, dict[str, Any]]]]
 
 
-def _extra(**extra: Any) -> tuple[tuple[str, Any], ...]:
-    """Extra point attributes as a hashable key; ``a__b`` stands for ``a.b``."""
-    return tuple((k.replace("__", "."), v) for k, v in extra.items())
-
-
-_TASKS = [(key, _extra(hw__gpu__task=task)) for task, key in
+# Extra point attributes as hashable keys (every name from semconv), made once.
+_GPU = (s.HW_TYPE, s.HW_TYPE_GPU)
+_TASKS = [(key, ((s.HW_GPU_TASK, task),)) for task, key in
           (("general", "util_gpu"), ("encoder", "util_encoder"), ("decoder", "util_decoder"))]
-_CLOCKS = {clock: _extra(ferrum__gpu__clock=clock) for clock in ("sm", "memory")}
-_REASONS = [(bit, _extra(ferrum__gpu__clock_event__reason=name)) for bit, name in CLOCK_EVENT_REASONS]
-_ECC = [(f"ecc_{kind}", _extra(hw__type=s.HW_TYPE_GPU, error__type=kind)) for kind in ("uncorrected", "corrected")]
-_PCIE = [(key, _extra(network__io__direction=d)) for d, key in (("transmit", "pcie_tx_Bps"), ("receive", "pcie_rx_Bps"))]
-_STATES = [(state, _extra(hw__type=s.HW_TYPE_GPU, hw__state=state)) for state in ("ok", "degraded", "failed")]
+_CLOCKS = {clock: ((s.FERRUM_GPU_CLOCK, clock),) for clock in ("sm", "memory")}
+_REASONS = [(bit, ((s.FERRUM_GPU_CLOCK_EVENT_REASON, name),)) for bit, name in CLOCK_EVENT_REASONS]
+_ECC = [(f"ecc_{kind}", (_GPU, (s.ERROR_TYPE, kind))) for kind in ("uncorrected", "corrected")]
+_PCIE = [(key, ((s.NETWORK_IO_DIRECTION, d),)) for d, key in (("transmit", "pcie_tx_Bps"), ("receive", "pcie_rx_Bps"))]
+_STATES = [(state, (_GPU, (s.HW_STATE, state))) for state in s.HW_GPU_STATES]
 
 
 def _state(d: GpuDevice) -> str:
@@ -51,14 +49,13 @@ def _memory_utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tu
         yield r["mem_used"] / r["mem_total"], d.attributes
 
 
-def _key(key: str, scale: float = 1.0, **extra: Any) -> Emit:
-    attrs_key = _extra(**extra)
+def _key(key: str, attrs_key: tuple[tuple[str, Any], ...] = ()) -> Emit:
+    """The reading ``key`` as it is (byte counts stay ints, as the spec's hw.gpu.memory.* are)."""
 
     def emit(d: GpuDevice, r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
         value = r.get(key, slow.get(key))
         if value is not None:
-            # Byte counts stay ints: the spec's value type for hw.gpu.memory.* is int.
-            yield (value if scale == 1.0 else value * scale), (d.attributes_with(attrs_key) if attrs_key else d.attributes)
+            yield value, (d.attributes_with(attrs_key) if attrs_key else d.attributes)
 
     return emit
 
@@ -107,13 +104,14 @@ def _pcie(d: GpuDevice, _r: Reading, slow: Reading) -> Iterable[tuple[float, dic
             yield slow[key], d.attributes_with(extra)
 
 
-class GpuInstruments:
-    """The observable GPU instruments registered on one meter; ``close()`` silences them
-    (the OpenTelemetry API cannot remove a callback, so each checks a flag)."""
+class GpuInstruments(ObservableGroup):
+    """The observable GPU instruments on one meter; ``close()`` silences them.  Every
+    instrument of a collection reads the same NVML readings (one sampler call a collection)."""
 
     def __init__(self, meter: Meter, sampler: GpuSampler) -> None:
+        super().__init__(meter)
         self.sampler = sampler
-        self.enabled = True
+        self._readings = PerCollection(lambda: (sampler.readings(), sampler.slow_readings()))
         table: list[tuple[s.Instrument, Emit]] = [
             (s.GPU_UTILIZATION, _utilization),
             (s.GPU_MEMORY_USAGE, _key("mem_used")),
@@ -121,9 +119,9 @@ class GpuInstruments:
             (s.GPU_MEMORY_UTILIZATION, _memory_utilization),
             (s.GPU_MEMORY_FREE, _key("mem_free")),
             (s.GPU_MEMORY_RESERVED, _key("mem_reserved")),
-            (s.GPU_POWER, _key("power_w", hw__type=s.HW_TYPE_GPU)),
+            (s.GPU_POWER, _key("power_w", (_GPU,))),
             (s.GPU_POWER_LIMIT, _static(lambda d: d.power_limit_w)),
-            (s.GPU_ENERGY, _key("energy_j", hw__type=s.HW_TYPE_GPU)),
+            (s.GPU_ENERGY, _key("energy_j", (_GPU,))),
             (s.GPU_TEMPERATURE, _key("temperature_c")),
             (s.GPU_ERRORS, _errors),
             (s.GPU_CLOCK, _clocks),
@@ -134,58 +132,34 @@ class GpuInstruments:
             (s.GPU_PCIE_THROUGHPUT, _pcie),
             (s.GPU_BAR1_USAGE, _key("bar1_used")),
         ]
-        self.instruments = [register_observable(meter, spec, self._callback(emit)) for spec, emit in table]
-        self.instruments.append(register_observable(meter, s.GPU_STATUS, self._status))
-        self.instruments.append(register_observable(meter, s.GPU_READING_AGE, self._age))
+        for i, (spec, emit) in enumerate(table):
+            self.observe(spec, self._points(i, emit))
+        self.observe(s.GPU_STATUS, self._status)
+        self.observe(s.GPU_READING_AGE, self._age)
 
-    def _callback(self, emit: Emit) -> Callable[[CallbackOptions], Iterable[Observation]]:
-        def callback(_options: CallbackOptions) -> Iterable[Observation]:
-            if not self.enabled:
-                return []
-            try:
-                fast = self.sampler.readings()
-                slow = self.sampler.slow_readings()
-                devices = self.sampler.devices
-                return [Observation(value, attrs) for i, r in fast.items()
-                        for value, attrs in emit(devices[i], r, slow.get(i, {}))]
-            except Exception:  # noqa: BLE001 - one instrument's failure never stops a collection
-                log_failure("reading GPU metrics")
-                return []
+    def _points(self, asker: int, emit: Emit) -> Callable[[], Iterable[tuple[float, dict[str, Any]]]]:
+        def points() -> Iterable[tuple[float, dict[str, Any]]]:
+            fast, slow = self._readings.get(asker)
+            devices = self.sampler.devices
+            return [point for i, r in fast.items() for point in emit(devices[i], r, slow.get(i, {}))]
 
-        return callback
+        return points
 
-    def _status(self, _options: CallbackOptions) -> Iterable[Observation]:
-        if not self.enabled or not self.sampler.available:
+    def _status(self) -> Iterable[tuple[float, dict[str, Any]]]:
+        if not self.sampler.available:
             return []
         out = []
         for d in self.sampler.devices:
             current = _state(d)
             for state, extra in _STATES:
-                out.append(Observation(1 if state == current else 0, d.attributes_with(extra)))
+                out.append((1 if state == current else 0, d.attributes_with(extra)))
         return out
 
-    def _age(self, _options: CallbackOptions) -> Iterable[Observation]:
-        if not self.enabled or not self.sampler.available:
+    def _age(self) -> Iterable[tuple[float, dict[str, Any]]]:
+        if not self.sampler.available:
             return []
-        out = []
-        for i, d in enumerate(self.sampler.devices):
-            age = self.sampler.age(i)
-            if age is not None and not d.lost:
-                out.append(Observation(age, d.attributes))
-        return out
-
-    def close(self) -> None:
-        self.enabled = False
-
-
-def register_observable(meter: Meter, spec: s.Instrument, callback: Callable[..., Iterable[Observation]]) -> Any:
-    """Create the observable instrument ``spec`` describes, reporting through ``callback``."""
-    make = {
-        "gauge": meter.create_observable_gauge,
-        "counter": meter.create_observable_counter,
-        "updowncounter": meter.create_observable_up_down_counter,
-    }[spec.kind]
-    return make(spec.name, callbacks=[callback], unit=spec.unit, description=spec.description)
+        return [(age, d.attributes) for i, d in enumerate(self.sampler.devices)
+                if not d.lost and (age := self.sampler.age(i)) is not None]
 
 
 def register_gpu_instruments(meter: Meter, sampler: GpuSampler | None = None) -> GpuInstruments | None:

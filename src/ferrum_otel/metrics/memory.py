@@ -8,16 +8,16 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import Meter
 
 from .. import semconv as s
-from .._log import log_failure
 from ..schema import DiskMetrics, MemoryUsage, NetworkMetrics, SystemMetrics
 from ._nvml import GpuSampler, shared_sampler
-from .gpu import gpu_snapshot, register_observable
+from ._instruments import ObservableGroup
+from .gpu import gpu_snapshot
 
 __all__ = ["MemoryInstruments", "memory_snapshot", "register_memory_instruments", "system_snapshot"]
 
@@ -50,41 +50,16 @@ def _torch_memory() -> Iterable[tuple[int, int, int]]:
         yield i, int(cuda.memory_allocated(i)), int(cuda.memory_reserved(i))
 
 
-class MemoryInstruments:
+class MemoryInstruments(ObservableGroup):
     """PyTorch's allocator as observable instruments on one meter (what the system-metrics
     library has no name for); ``close()`` silences them."""
 
     def __init__(self, meter: Meter) -> None:
-        self.enabled = True
-
-        def torch_allocated() -> Iterable[Observation]:
-            for i, allocated, _ in _torch_memory():
-                yield Observation(allocated, {s.FERRUM_GPU_INDEX: i})
-
-        def torch_reserved() -> Iterable[Observation]:
-            for i, _, reserved in _torch_memory():
-                yield Observation(reserved, {s.FERRUM_GPU_INDEX: i})
-
-        table: list[tuple[s.Instrument, Callable[[], Iterable[Observation]]]] = [
-            (s.TORCH_MEMORY_ALLOCATED, torch_allocated),
-            (s.TORCH_MEMORY_RESERVED, torch_reserved),
-        ]
-        self.instruments = [register_observable(meter, spec, self._guarded(spec.name, fn)) for spec, fn in table]
-
-    def _guarded(self, name: str, fn: Callable[[], Iterable[Observation]]) -> Callable[[CallbackOptions], list[Observation]]:
-        def callback(_options: CallbackOptions) -> list[Observation]:
-            if not self.enabled:
-                return []
-            try:
-                return list(fn())
-            except Exception:  # noqa: BLE001
-                log_failure(f"reading {name}")
-                return []
-
-        return callback
-
-    def close(self) -> None:
-        self.enabled = False
+        super().__init__(meter)
+        self.observe(s.TORCH_MEMORY_ALLOCATED,
+                     lambda: [(allocated, {s.FERRUM_GPU_INDEX: i}) for i, allocated, _ in _torch_memory()])
+        self.observe(s.TORCH_MEMORY_RESERVED,
+                     lambda: [(reserved, {s.FERRUM_GPU_INDEX: i}) for i, _, reserved in _torch_memory()])
 
 
 _vm_cache: tuple[float, Any] = (-1e18, None)
