@@ -8,7 +8,8 @@ made with explicit timestamps: cheaper than live spans, and exact.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+import enum
+from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, get_current_span, set_span_in_context
@@ -17,13 +18,29 @@ from .. import semconv as s
 from .._runtime import Runtime
 from ..schema import RequestMetrics
 
-__all__ = ["CANCELLED", "ERROR", "OK", "Outcome", "Phase", "emit", "start_request_span"]
+__all__ = ["CANCELLED", "ERROR", "OK", "Outcome", "Phase", "RequestStatus", "emit", "start_request_span"]
 
-OK, ERROR, CANCELLED = "ok", "error", "cancelled"
+class RequestStatus(enum.Enum):
+    """How a request ended."""
 
-#: (span name, start unix ns, end unix ns, operations, avg ms, total ms, tokens processed):
-#: one interval of a phase, with the PhaseMetrics figures its span carries.
-Phase = tuple[str, int, int, int, float, float, int]
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"  # the caller went away: counted, not failed
+
+
+OK, ERROR, CANCELLED = RequestStatus.OK, RequestStatus.ERROR, RequestStatus.CANCELLED
+
+class Phase(NamedTuple):
+    """One interval of a phase, placed in Unix nanoseconds, with the PhaseMetrics figures its
+    span carries."""
+
+    name: str
+    start_ns: int
+    end_ns: int
+    operations: int
+    avg_ms: float
+    total_ms: float
+    tokens: int
 
 
 class Outcome:
@@ -43,7 +60,7 @@ class Outcome:
 
     def __init__(
         self,
-        status: str,
+        status: RequestStatus,
         finish_reason: str | None,
         duration_s: float,
         *,
@@ -160,17 +177,17 @@ def emit(
     if phases:
         parent = set_span_in_context(span)
         tracer = rt.tracer
-        for name, start, end, ops, avg_ms, total_ms, tokens in phases:
+        for phase in phases:
             child = tracer.start_span(
-                name, context=parent, start_time=start,
+                phase.name, context=parent, start_time=phase.start_ns,
                 attributes={
-                    s.FERRUM_PHASE_OPERATIONS: ops,
-                    s.FERRUM_PHASE_TOKENS: tokens,
-                    s.FERRUM_PHASE_AVG_TIME_MS: avg_ms,
-                    s.FERRUM_PHASE_TOTAL_TIME_MS: total_ms,
+                    s.FERRUM_PHASE_OPERATIONS: phase.operations,
+                    s.FERRUM_PHASE_TOKENS: phase.tokens,
+                    s.FERRUM_PHASE_AVG_TIME_MS: phase.avg_ms,
+                    s.FERRUM_PHASE_TOTAL_TIME_MS: phase.total_ms,
                 },
             )
-            child.end(end_time=end)
+            child.end(end_time=phase.end_ns)
     span.end(end_time=end_ns)
     _record_metrics(rt, metrics, phases, outcome, model, operation, provider)
 
@@ -197,9 +214,10 @@ def _record_metrics(
         ins.decode_tokens.add(m.output_tokens, attrs)
     if m.preemption_count:
         ins.preemptions.add(m.preemption_count, attrs)
-    for name, start, end, *_figures in phases:
+    for phase in phases:
+        name = phase.name
         hist = ins.queue if name == s.PHASE_QUEUE else ins.prefill if name == s.PHASE_PREFILL else ins.decode
-        hist.record((end - start) / 1e9, attrs)
+        hist.record((phase.end_ns - phase.start_ns) / 1e9, attrs)
     if outcome.status == ERROR:
         ins.failed.add(1, attrs)
         return

@@ -25,6 +25,7 @@ from .. import semconv as s
 from .._log import InvalidArgument, log_failure, refuse
 from .._runtime import active
 from . import _args
+from ._emit import OK
 from ._request import parent_context, request_params, request_values
 from ._tracker import CANCELLATION, RequestTracker
 
@@ -108,7 +109,7 @@ class _Spec:
             tracker.set_output_tokens(self.count(result))
         if isinstance(result, str):
             tracker.add_completion(result)
-        tracker._end("ok", "stop")
+        tracker._end(OK, "stop")
 
 
 def _wrap_function(spec: _Spec) -> Callable[..., Any]:
@@ -186,7 +187,7 @@ def _wrap_generator(spec: _Spec) -> Callable[..., Any]:
             try:
                 item = run(step, value)
             except StopIteration as stop:
-                tracker._end("ok", "stop")
+                tracker._end(OK, "stop")
                 return stop.value
             except BaseException as exc:
                 tracker._exit_with(exc)
@@ -266,7 +267,7 @@ def _wrap_async_generator(spec: _Spec) -> Callable[..., Any]:
             try:
                 item = await _InContext(ctx, step(value))
             except StopAsyncIteration:
-                tracker._end("ok", "stop")
+                tracker._end(OK, "stop")
                 return
             except BaseException as exc:
                 tracker._exit_with(exc)

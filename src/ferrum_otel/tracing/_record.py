@@ -19,7 +19,7 @@ from .._runtime import active
 from .._wire import INT64_MAX, MAX_UNIX_NS, MIN_UNIX_NS
 from ..schema import PhaseMetrics, RequestMetrics, Timestamp
 from . import _args
-from ._emit import OK, Outcome, emit, start_attributes, start_request_span
+from ._emit import OK, Outcome, Phase, emit, start_attributes, start_request_span
 from ._request import parent_context
 
 __all__ = ["record_request"]
@@ -159,9 +159,9 @@ def _record(
         pm = given.get(name)
         end = cursor + ms * 1_000_000
         if pm is None:
-            phases.append((name, cursor, end, 1, float(ms), float(ms), tokens))
+            phases.append(Phase(name, cursor, end, 1, float(ms), float(ms), tokens))
         else:
-            phases.append((name, cursor, end, pm.operations, pm.avg_time_ms, pm.total_time_ms, pm.tokens_processed))
+            phases.append(Phase(name, cursor, end, pm.operations, pm.avg_time_ms, pm.total_time_ms, pm.tokens_processed))
         cursor = end
 
     ttft_s = tpot_s = None

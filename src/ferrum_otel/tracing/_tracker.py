@@ -34,7 +34,7 @@ from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics,
 from ..schema._types import trusted_factory
 from . import _args
 from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
-from ._emit import CANCELLED, ERROR, OK, Outcome, emit, start_attributes, start_request_span
+from ._emit import CANCELLED, ERROR, OK, Outcome, Phase, RequestStatus, emit, start_attributes, start_request_span
 from ._noop import NOOP_PHASE, _NoopPhase
 
 __all__ = ["CANCELLATION", "CURRENT_KEY", "RequestTracker"]
@@ -271,7 +271,8 @@ class RequestTracker:
         """End the request as cancelled by its caller: counted, not failed."""
         return self._end(CANCELLED, "cancelled")
 
-    def _end(self, status: str, reason: str | None, exc: BaseException | str | None = None) -> RequestMetrics | None:
+    def _end(self, status: RequestStatus, reason: str | None,
+             exc: BaseException | str | None = None) -> RequestMetrics | None:
         if self._finished:
             return self.metrics
         self._finished = True
@@ -286,7 +287,7 @@ class RequestTracker:
                 pass
         return self.metrics
 
-    def _emit(self, t_end: int, status: str, reason: str | None, exc: BaseException | str | None) -> None:
+    def _emit(self, t_end: int, status: RequestStatus, reason: str | None, exc: BaseException | str | None) -> None:
         rt, t0, wall0, times = self._rt, self._t0, self._wall0, self._times
         if self._open is not None:
             self._phases.append((self._open[0], self._open[1], t_end))
@@ -318,7 +319,7 @@ class RequestTracker:
                 agg[0] += ops
                 agg[1] += dur
                 agg[2] += tokens
-            phases.append((name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens))
+            phases.append(Phase(name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens))
         self._phase_totals = totals
         queue, prefill, decode = (totals.get(n) for n in s.PHASES)
 
