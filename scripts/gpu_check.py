@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ferrum_otel.metrics._nvml import GpuSampler  # noqa: E402
+from ferrum_otel.metrics._nvml import EMPTY_READING, GpuReading, GpuSampler  # noqa: E402
 
 SMI_FIELDS = ["utilization.gpu", "memory.used", "memory.total", "power.draw", "temperature.gpu", "clocks.sm",
               "clocks.mem"]
@@ -45,13 +45,14 @@ def smi(device: int) -> dict[str, float]:
     return {k: float(v) for k, v in zip(SMI_FIELDS, (x.strip() for x in out.split(",")))}
 
 
-def table(phase: str, ours: dict, theirs: dict) -> list[str]:
+def table(phase: str, ours: GpuReading, theirs: dict) -> list[str]:
     lines = [f"\n{phase}", f"{'reading':<20}{'ferrum-otel':>14}{'nvidia-smi':>14}{'difference':>14}"]
     for label, key, field, conv in ROWS:
-        if key not in ours:
+        value = getattr(ours, key)
+        if value is None:
             lines.append(f"{label:<20}{'(n/a)':>14}{theirs[field]:>14.2f}{'':>14}")
             continue
-        mine = conv(ours[key])
+        mine = conv(value)
         lines.append(f"{label:<20}{mine:>14.2f}{theirs[field]:>14.2f}{mine - theirs[field]:>+14.2f}")
     return lines
 
@@ -98,10 +99,11 @@ def main() -> int:
     stop.set()
     worker.join(timeout=30)
     lines += table(f"under load ({result[0] if result else 'load running'})", ours, theirs)
-    slow = sampler.slow_readings().get(0, {})
-    lines.append(f"\nslow cadence: energy {slow.get('energy_j', float('nan')):.1f} J, "
-                 f"PCIe tx {slow.get('pcie_tx_Bps', float('nan')) / 1e6:.1f} MB/s, "
-                 f"rx {slow.get('pcie_rx_Bps', float('nan')) / 1e6:.1f} MB/s")
+    slow = sampler.slow_readings().get(0, EMPTY_READING)
+    nan = float("nan")
+    lines.append(f"\nslow cadence: energy {slow.energy_j if slow.energy_j is not None else nan:.1f} J, "
+                 f"PCIe tx {(slow.pcie_tx_Bps if slow.pcie_tx_Bps is not None else nan) / 1e6:.1f} MB/s, "
+                 f"rx {(slow.pcie_rx_Bps if slow.pcie_rx_Bps is not None else nan) / 1e6:.1f} MB/s")
     lines.append(f"unsupported on this GPU: {', '.join(sorted(d.unsupported)) or 'nothing'}")
     print("\n".join(lines))
     sampler.close()

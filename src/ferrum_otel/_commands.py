@@ -17,7 +17,7 @@ __all__ = ["InputError", "convert", "doctor", "gpu", "iter_documents"]
 
 def gpu(out: IO[str]) -> int:
     """A table of what NVML reports, or one sentence saying why there is none."""
-    from .metrics._nvml import shared_sampler
+    from .metrics._nvml import EMPTY_READING, shared_sampler
 
     sampler = shared_sampler()
     if not sampler.available:
@@ -28,12 +28,13 @@ def gpu(out: IO[str]) -> int:
     head = f"{'#':>2}  {'name':<24}{'util':>6}{'memory used / total':>24}{'temp':>7}{'power':>14}  uuid"
     print(head, file=out)
     for i, d in enumerate(sampler.devices):
-        r = readings.get(i, {})
-        util = f"{100 * r['util_gpu']:.0f}%" if "util_gpu" in r else "n/a"
-        mem = (f"{r['mem_used'] / 2**30:.1f} / {r['mem_total'] / 2**30:.1f} GiB" if "mem_used" in r else "n/a")
-        temp = f"{r['temperature_c']:.0f} C" if "temperature_c" in r else "n/a"
+        r = readings.get(i, EMPTY_READING)
+        util = f"{100 * r.util_gpu:.0f}%" if r.util_gpu is not None else "n/a"
+        mem = (f"{r.mem_used / 2**30:.1f} / {r.mem_total / 2**30:.1f} GiB"
+               if r.mem_used is not None and r.mem_total else "n/a")
+        temp = f"{r.temperature_c:.0f} C" if r.temperature_c is not None else "n/a"
         limit = f"/{d.power_limit_w:.0f}" if d.power_limit_w else ""
-        power = f"{r['power_w']:.0f}{limit} W" if "power_w" in r else "n/a"
+        power = f"{r.power_w:.0f}{limit} W" if r.power_w is not None else "n/a"
         state = "LOST" if d.lost else ""
         print(f"{d.index:>2}  {d.name[:23]:<24}{util:>6}{mem:>24}{temp:>7}{power:>14}  {d.uuid} {state}", file=out)
     sampler.close()

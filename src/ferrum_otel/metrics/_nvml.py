@@ -24,7 +24,7 @@ from typing import Any
 
 from .. import semconv as s
 
-__all__ = ["GpuDevice", "GpuSampler", "NvmlUnavailable"]
+__all__ = ["GpuDevice", "GpuReading", "GpuSampler", "NvmlUnavailable"]
 
 logger = logging.getLogger("ferrum_otel")
 
@@ -37,6 +37,42 @@ CLOCK_EVENT_REASONS = (
     (0x10, "sync_boost"), (0x20, "sw_thermal_slowdown"), (0x40, "hw_thermal_slowdown"),
     (0x80, "hw_power_brake_slowdown"), (0x100, "display_clock_setting"),
 )
+
+
+class GpuReading:
+    """What NVML answered for one GPU at one time; a field it did not give is None.
+
+    Fast fields come with each collection; the slow ones (energy, PCIe, BAR1) from the
+    reader's slower cadence, in a reading of their own."""
+
+    __slots__ = (
+        "util_gpu", "util_memory", "util_encoder", "util_decoder", "mem_used", "mem_free", "mem_reserved",
+        "mem_total", "temperature_c", "power_w", "clock_sm_hz", "clock_memory_hz", "pstate", "clock_events",
+        "ecc_uncorrected", "ecc_corrected", "processes", "energy_j", "pcie_tx_Bps", "pcie_rx_Bps", "bar1_used",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, None)
+
+    def update(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    def get(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GpuReading) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__)
+
+    def __repr__(self) -> str:
+        given = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if getattr(self, n) is not None)
+        return f"GpuReading({given})"
+
+
+#: A reading with nothing in it, for a GPU whose slow cadence has not run yet.
+EMPTY_READING = GpuReading()
 
 
 class NvmlUnavailable(RuntimeError):
@@ -129,7 +165,7 @@ class GpuSampler:
         self.unavailable_reason: str | None = None
         self.devices: list[GpuDevice] = []
         self.driver_version: str | None = None
-        self._fast: dict[int, dict[str, Any]] = {}
+        self._fast: dict[int, GpuReading] = {}
         self._fast_at = -1e18
         self.collect_wait_s = collect_wait_s
         self.hang_after_s = hang_after_s
@@ -268,7 +304,7 @@ class GpuSampler:
         with self._lock:
             self._fast_at = -1e18
 
-    def readings(self, wait_s: float | None = None) -> dict[int, dict[str, Any]]:
+    def readings(self, wait_s: float | None = None) -> dict[int, GpuReading]:
         """Fast readings per device position, shared by every instrument of one collection.
 
         Waits at most ``wait_s`` (default ``collect_wait_s``, a few ms) for the readers; a GPU
@@ -312,9 +348,9 @@ class GpuSampler:
             d.not_answering = False
             logger.info("ferrum-otel: GPU %d (%s) answers NVML again", d.index, d.uuid)
 
-    def _read_fast(self, d: GpuDevice) -> dict[str, Any]:
+    def _read_fast(self, d: GpuDevice) -> GpuReading:
         nvml, q, h = self._nvml, self._query, d.handle
-        r: dict[str, Any] = {}
+        r = GpuReading()
 
         def put(what: str, raw: Any, convert: Callable[[Any], dict[str, Any]]) -> None:
             # A value of the wrong type drops that field, never the reading.
@@ -370,9 +406,9 @@ class GpuSampler:
             ("bar1", nvml.nvmlDeviceGetBAR1MemoryInfo, (d.handle,)),
         ]
 
-    def read_slow_device(self, d: GpuDevice) -> dict[str, Any]:
+    def read_slow_device(self, d: GpuDevice) -> GpuReading:
         """One pass of the slow queries for one GPU (its reader calls this on its cadence)."""
-        out: dict[str, Any] = {}
+        out = GpuReading()
         for what, fn, args in self._slow_queries(d):
             if self._stop.is_set():
                 break
@@ -381,11 +417,11 @@ class GpuSampler:
                 continue
             try:
                 if what == "energy":
-                    out["energy_j"] = _num(value) / 1000.0
+                    out.energy_j = _num(value) / 1000.0
                 elif what == "bar1":
-                    out["bar1_used"] = _int(value.bar1Used)
+                    out.bar1_used = _int(value.bar1Used)
                 else:
-                    out[what + "_Bps"] = _num(value) * 1024.0  # NVML reports KB/s
+                    setattr(out, what + "_Bps", _num(value) * 1024.0)  # NVML reports KB/s
             except Exception:  # noqa: BLE001 - a value of the wrong type drops that field
                 if what not in d._failed_logged:
                     d._failed_logged.add(what)
@@ -400,8 +436,8 @@ class GpuSampler:
         for reader in self._readers:
             reader.slow = self.read_slow_device(reader.device)
 
-    def slow_readings(self) -> dict[int, dict[str, Any]]:
-        return {i: r.slow for i, r in enumerate(self._readers) if not r.device.lost and r.slow}
+    def slow_readings(self) -> dict[int, GpuReading]:
+        return {i: r.slow for i, r in enumerate(self._readers) if not r.device.lost and r.slow is not None}
 
 
 def _num(value: Any) -> float:
@@ -425,9 +461,9 @@ class _Reader:
         self.wake = threading.Event()
         self.done = threading.Event()
         self.wanted = False
-        self.reading: dict[str, Any] | None = None
+        self.reading: GpuReading | None = None
         self.read_at: float | None = None
-        self.slow: dict[str, Any] = {}
+        self.slow: GpuReading | None = None
         self.thread = threading.Thread(target=self._run, name=f"ferrum-otel-nvml-{index}", daemon=True)
         self.thread.start()
 

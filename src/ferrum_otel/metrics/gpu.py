@@ -11,11 +11,11 @@ from .. import semconv as s
 from .._log import log_failure, logger, warn_once
 from ..schema import GpuMetrics
 from ._instruments import ObservableGroup, PerCollection
-from ._nvml import CLOCK_EVENT_REASONS, GpuDevice, GpuSampler, shared_sampler
+from ._nvml import CLOCK_EVENT_REASONS, EMPTY_READING, GpuDevice, GpuReading, GpuSampler, shared_sampler
 
 __all__ = ["GpuInstruments", "gpu_snapshot", "instrument_gpu", "register_gpu_instruments"]
 
-Reading = dict[str, Any]
+Reading = GpuReading
 #: How long gpu_snapshot() waits for fresh readings (a collection waits only a few ms).
 SNAPSHOT_WAIT_S = 1.0
 _NAN = float("nan")
@@ -40,20 +40,23 @@ def _state(d: GpuDevice) -> str:
 
 def _utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
     for key, extra in _TASKS:
-        if key in r:
-            yield r[key], d.attributes_with(extra)
+        value = getattr(r, key)
+        if value is not None:
+            yield value, d.attributes_with(extra)
 
 
 def _memory_utilization(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-    if "mem_used" in r and r.get("mem_total"):
-        yield r["mem_used"] / r["mem_total"], d.attributes
+    if r.mem_used is not None and r.mem_total:
+        yield r.mem_used / r.mem_total, d.attributes
 
 
 def _key(key: str, attrs_key: tuple[tuple[str, Any], ...] = ()) -> Emit:
     """The reading ``key`` as it is (byte counts stay ints, as the spec's hw.gpu.memory.* are)."""
 
     def emit(d: GpuDevice, r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-        value = r.get(key, slow.get(key))
+        value = getattr(r, key)
+        if value is None:
+            value = getattr(slow, key)
         if value is not None:
             yield value, (d.attributes_with(attrs_key) if attrs_key else d.attributes)
 
@@ -71,8 +74,9 @@ def _static(getter: Callable[[GpuDevice], Any]) -> Emit:
 
 def _clocks(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
     for clock, extra in _CLOCKS.items():
-        if f"clock_{clock}_hz" in r:
-            yield r[f"clock_{clock}_hz"], d.attributes_with(extra)
+        value = getattr(r, f"clock_{clock}_hz")
+        if value is not None:
+            yield value, d.attributes_with(extra)
 
 
 def _max_clocks(d: GpuDevice, _r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
@@ -81,7 +85,7 @@ def _max_clocks(d: GpuDevice, _r: Reading, _slow: Reading) -> Iterable[tuple[flo
 
 
 def _clock_events(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-    mask = r.get("clock_events")
+    mask = r.clock_events
     if mask is not None:
         for bit, extra in _REASONS:
             yield (1 if mask & bit else 0), d.attributes_with(extra)
@@ -89,19 +93,21 @@ def _clock_events(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[fl
 
 def _errors(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
     for key, extra in _ECC:
-        if key in r:
-            yield r[key], d.attributes_with(extra)
+        value = getattr(r, key)
+        if value is not None:
+            yield value, d.attributes_with(extra)
 
 
 def _processes(d: GpuDevice, r: Reading, _slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
-    for pid, used in r.get("processes", ()):
+    for pid, used in r.processes or ():
         yield used, d.attributes_with(((s.PROCESS_PID, pid),))
 
 
 def _pcie(d: GpuDevice, _r: Reading, slow: Reading) -> Iterable[tuple[float, dict[str, Any]]]:
     for key, extra in _PCIE:
-        if key in slow:
-            yield slow[key], d.attributes_with(extra)
+        value = getattr(slow, key)
+        if value is not None:
+            yield value, d.attributes_with(extra)
 
 
 class GpuInstruments(ObservableGroup):
@@ -141,7 +147,7 @@ class GpuInstruments(ObservableGroup):
         def points() -> Iterable[tuple[float, dict[str, Any]]]:
             fast, slow = self._readings.get(asker)
             devices = self.sampler.devices
-            return [point for i, r in fast.items() for point in emit(devices[i], r, slow.get(i, {}))]
+            return [point for i, r in fast.items() for point in emit(devices[i], r, slow.get(i, EMPTY_READING))]
 
         return points
 
@@ -210,17 +216,17 @@ def gpu_snapshot(sampler: GpuSampler | None = None) -> list[GpuMetrics]:
     out = []
     for i, r in readings.items():
         d = sampler.devices[i]
-        used, total = r.get("mem_used"), r.get("mem_total", d.memory_total)
+        used, total = r.mem_used, r.mem_total if r.mem_total is not None else d.memory_total
         if used is None or total is None:
             warn_once(f"snapshot-memory:{d.uuid}", "ferrum-otel: GPU %d: memory could not be read; it is left "
                       "out of gpu_snapshot()", d.index)
             continue
         # A reading the GPU does not give is NaN, never a made-up 0 (serde writes it as null).
         out.append(GpuMetrics(
-            utilization_percent=100.0 * r["util_gpu"] if "util_gpu" in r else _NAN,
+            utilization_percent=_NAN if r.util_gpu is None else 100.0 * r.util_gpu,
             memory_used_bytes=used,
             memory_total_bytes=total,
-            temperature_celsius=r.get("temperature_c", _NAN),
-            power_watts=r.get("power_w", _NAN),
+            temperature_celsius=_NAN if r.temperature_c is None else r.temperature_c,
+            power_watts=_NAN if r.power_w is None else r.power_w,
         ))
     return out
