@@ -34,3 +34,23 @@ def cap():
 
     with capture() as c:
         yield c
+
+
+@pytest.fixture(autouse=True)
+def _fresh_global_state():
+    """Every test starts and ends with ferrum-otel unconfigured, quiet, not strict, with fresh rate limits
+    and no leftover GPU sampler, whatever the test did (so no test resets state by hand)."""
+    from ferrum_otel import _config, _log, _runtime
+    from ferrum_otel.metrics import _nvml
+
+    def reset() -> None:
+        if _config._current is not None:
+            _config.shutdown(timeout_s=2)
+        _runtime.install(None, disabled=True)
+        _log.set_strict(False)
+        _log._last.clear()
+        _nvml.reset_shared_sampler(None)
+
+    reset()
+    yield
+    reset()

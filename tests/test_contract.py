@@ -18,7 +18,6 @@ from opentelemetry import trace
 import ferrum_otel
 from ferrum_otel import InvalidArgument
 from ferrum_otel import semconv as s
-from ferrum_otel._log import _last
 from ferrum_otel.schema import RequestMetrics, Timestamp
 from ferrum_otel.serde import loads
 from ferrum_otel.testing import capture
@@ -52,13 +51,6 @@ BAD_CALLS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    _last.clear()
-    yield
-    _last.clear()
-
-
 def _warnings(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "ferrum_otel" and r.levelno == logging.WARNING]
 
@@ -66,7 +58,6 @@ def _warnings(caplog) -> list[str]:
 @pytest.mark.parametrize(("name", "call"), BAD_CALLS, ids=[n for n, _ in BAD_CALLS])
 def test_bad_argument_never_raises_without_an_sdk(caplog, name, call):
     """With nothing configured a bad argument is dropped with one warning naming the call."""
-    ferrum_otel.shutdown()
     with caplog.at_level(logging.WARNING, logger="ferrum_otel"):
         call()
         call()  # rate-limited: still one line
@@ -168,7 +159,6 @@ def _with_tokens(fn) -> None:
 def test_one_bad_value_never_poisons_the_rest(tmp_path, caplog, poison):
     """Each bad value mixed into 300 good requests: all 300 arrive (through the real OTLP encoder, into the
     local files) and every metric export succeeds, before and after."""
-    _last.clear()
     handle = ferrum_otel.configure(output=tmp_path, console=False, metric_interval=0.05, set_global=False,
                                    gpu=False, memory=False)
     bad = _poisons()[poison]

@@ -33,6 +33,7 @@ from ferrum_otel.schema import (
 from ferrum_otel.serde import dumps, loads
 
 from .conftest import FIXTURES
+from .metricdata import metrics_by_name, points_by_name, scoped
 from .semconv_spec import check_emitted, check_values, python_type_name
 
 PROBE = json.loads((FIXTURES / "nvml" / "h200-probe.json").read_text()) if FIXTURES.is_dir() else {}
@@ -55,19 +56,9 @@ class Collector:
         self.gpu = GpuInstruments(self.provider.get_meter("test"), self.sampler) if self.sampler.available else None
 
     def collect(self) -> dict[str, list]:
-        data = self.reader.get_metrics_data()
-        out: dict[str, list] = defaultdict(list)
-        self.units = {}
-        self.kinds = {}
-        if data is None:
-            return out
-        for rm in data.resource_metrics:
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    out[m.name].extend(m.data.data_points)
-                    self.units[m.name] = m.unit
-                    self.kinds[m.name] = m
-        return out
+        self.kinds = metrics_by_name(self.reader)
+        self.units = {name: m.unit for name, m in self.kinds.items()}
+        return defaultdict(list, {name: list(m.data.data_points) for name, m in self.kinds.items()})
 
     def close(self):
         self.sampler.close()
@@ -331,9 +322,7 @@ def test_gpu_instruments_conform_to_the_spec(idle):
 
 
 def _by_name(reader) -> dict:
-    data = reader.get_metrics_data()
-    return {m.name: (sm.scope.name, m) for rm in (data.resource_metrics if data else []) for sm in rm.scope_metrics
-            for m in sm.metrics}
+    return scoped(reader)
 
 
 def test_process_and_system_metrics_come_from_the_kept_library():
@@ -463,8 +452,7 @@ def test_observe_engine_from_golden_objects():
     observer = observe_engine(status=counted("status", status), scheduler=counted("scheduler", sched),
                               cache=counted("cache", cache), batching=counted("batching", batch),
                               health=counted("health", health), meter_provider=provider)
-    data = {m.name: list(m.data.data_points) for rm in reader.get_metrics_data().resource_metrics
-            for sm in rm.scope_metrics for m in sm.metrics}
+    data = points_by_name(reader)
     assert _one(data["ferrum.scheduler.requests"], ferrum__scheduler__state="waiting") == sched.waiting_requests
     assert _one(data["ferrum.scheduler.requests.finished"], ferrum__request__outcome="failed") == sched.failed_requests
     assert _one(data["ferrum.scheduler.queue.utilization"]) == pytest.approx(sched.queue_utilization / 100)
@@ -478,8 +466,7 @@ def test_observe_engine_from_golden_objects():
     assert _one(data["ferrum.component.health"], ferrum__component="engine", ferrum__health__state=overall) == 1
     assert all(n == 1 for n in calls.values()), calls  # one call per source per collection
     observer.close()
-    assert not any(m.data.data_points for rm in (reader.get_metrics_data() or types.SimpleNamespace(
-        resource_metrics=[])).resource_metrics for sm in rm.scope_metrics for m in sm.metrics)
+    assert not any(points_by_name(reader).values())
     provider.shutdown()
 
 
@@ -495,8 +482,7 @@ def test_observe_engine_survives_bad_callbacks(caplog):
         observe_engine(scheduler=broken, cache=lambda: {"not": "CacheStats"},
                        batching=lambda: _golden("BatchingMetrics", BatchingMetrics), meter_provider=provider)
         for _ in range(3):
-            data = {m.name: list(m.data.data_points) for rm in reader.get_metrics_data().resource_metrics
-                    for sm in rm.scope_metrics for m in sm.metrics}
+            data = points_by_name(reader)
     assert data.get("ferrum.batch.size") and not data.get("ferrum.scheduler.requests")
     assert not data.get("ferrum.kv_cache.blocks")
     messages = [r.getMessage() for r in caplog.records]
@@ -624,3 +610,17 @@ def test_nvml_garbage_and_exceptions_drop_only_their_fields(caplog):
         assert gpu_snapshot(sampler) == []  # memory unknown: left out, never a made-up 0
     finally:
         sampler.close()
+
+
+def test_fake_gpus_for_users_own_tests():
+    """ferrum_otel.testing.fake_gpus() lets a user test GPU code without a GPU, from the probe the package ships."""
+    import ferrum_otel
+    from ferrum_otel.metrics import _nvml
+    from ferrum_otel.testing import FakeNvml, capture, fake_gpus, recorded_probe
+
+    assert recorded_probe()["devices"][0]["idle"]["name"] == IDLE["name"]
+    with fake_gpus(2) as fake, capture(gpu=True) as cap:
+        assert isinstance(fake, FakeNvml)
+        assert len(cap.points("hw.power")) == 2
+        assert [g.temperature_celsius for g in ferrum_otel.gpu_snapshot()] == [IDLE["temperature_gpu_c"]] * 2
+    assert _nvml._shared is None  # the real sampler is back (made again on next use)

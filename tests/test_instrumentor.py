@@ -19,6 +19,8 @@ import ferrum_otel
 from ferrum_otel import semconv
 from ferrum_otel.instrumentor import FerrumInstrumentor
 
+from .metricdata import metrics_by_name, points_by_name
+
 
 def test_entry_point_is_registered():
     """opentelemetry-instrument finds FerrumInstrumentor under the opentelemetry_instrumentor group."""
@@ -43,15 +45,11 @@ def test_instrument_and_uninstrument():
         scope = span.instrumentation_scope
         assert (scope.name, scope.version, scope.schema_url) == (
             "ferrum_otel", ferrum_otel.__version__, semconv.SCHEMA_URL)
-        assert "process.memory.usage" in {m.name for rm in reader.get_metrics_data().resource_metrics
-                                           for sm in rm.scope_metrics for m in sm.metrics}
+        assert "process.memory.usage" in metrics_by_name(reader)
     finally:
         instrumentor.uninstrument()
     assert isinstance(ferrum_otel.request(model="m"), ferrum_otel.NoopTracker)
-    data = reader.get_metrics_data()
-    points = [p for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
-              if m.name == "process.memory.usage" for p in m.data.data_points] if data else []
-    assert points == []  # the gauges went quiet
+    assert points_by_name(reader).get("process.memory.usage", []) == []  # the gauges went quiet
     ferrum_otel.shutdown()  # back to the ordinary no-SDK state for other tests
 
 

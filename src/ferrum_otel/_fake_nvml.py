@@ -17,7 +17,7 @@ from typing import Any
 
 import pynvml
 
-__all__ = ["FakeNvml"]
+__all__ = ["FakeNvml", "recorded_probe"]
 
 NVMLError = pynvml.NVMLError
 # Which probe "cost" entry times each NVML function.
@@ -48,12 +48,21 @@ class _Garbage:
 _GARBAGE = _Garbage()
 
 
+def recorded_probe() -> dict[str, Any]:
+    """The probe recorded on a real H200 that ships with the package (``_data/h200-probe.json``)."""
+    import json
+    from importlib.resources import files
+
+    return json.loads(files("ferrum_otel").joinpath("_data/h200-probe.json").read_text())
+
+
 def _error(code: int) -> NVMLError:
     return NVMLError(code)
 
 
 class FakeNvml:
-    """Replays ``probe`` (a parsed h200-probe.json) as one or more GPUs."""
+    """Replays ``probe`` (a parsed h200-probe.json; by default the one recorded on an H200
+    that ships with the package) as one or more GPUs."""
 
     # The constants ferrum-otel reads from the module.
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
@@ -85,7 +94,7 @@ class FakeNvml:
         errors: dict[str, BaseException] | None = None,
     ) -> None:
         if probe is None and trace is None:
-            raise ValueError("FakeNvml needs a probe or a trace to replay")
+            probe = recorded_probe()
         self.probe = probe
         self.idle = probe["devices"][0]["idle"] if probe else None
         self.cost = probe["devices"][0]["cost"] if probe else {}

@@ -124,9 +124,6 @@ SERVER_TIME_PER_OUTPUT_TOKEN: Final = Instrument(
     "Time per output token generated after the first token for successful responses.", _TPOT_BUCKETS)
 CLIENT_TOKEN_USAGE: Final = Instrument(
     "gen_ai.client.token.usage", "histogram", "{token}", "Number of input and output tokens used.", _TOKEN_BUCKETS)
-CLIENT_OPERATION_DURATION: Final = Instrument(
-    "gen_ai.client.operation.duration", "histogram", "s", "GenAI operation duration.", _DURATION_BUCKETS)
-
 QUEUE_DURATION: Final = Instrument(
     "ferrum.request.queue.duration", "histogram", "s", "Time a request waited in the queue.", _DURATION_BUCKETS)
 PREFILL_DURATION: Final = Instrument(

@@ -8,6 +8,14 @@
     assert cap.histogram("gen_ai.server.time_to_first_token").count == 1
 
 It passes its own providers to ``configure()`` and never touches the global ones.
+
+For code that reads GPUs, ``fake_gpus()`` replaces the process's NVML sampler with one over
+``FakeNvml``, which replays readings recorded on a real H200 (and can pose as several GPUs,
+lose one mid-run, hang a query, answer garbage or raise), so GPU metrics can be tested on a
+machine without a GPU:
+
+    with fake_gpus(2), capture(gpu=True) as cap:
+        assert len(cap.points("hw.power")) == 2
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from ._config import Telemetry, configure
+from ._fake_nvml import FakeNvml, recorded_probe
 from ._log import InvalidArgument, set_strict
 
 __all__ = ["Capture", "InvalidArgument", "capture"]
@@ -110,3 +119,22 @@ def capture(*, strict: bool = True, **configure_kwargs: Any) -> Iterator[Capture
         set_strict(False)
         tracer_provider.shutdown()
         meter_provider.shutdown()
+
+
+@contextlib.contextmanager
+def fake_gpus(gpus: int = 1, **options: Any) -> Iterator[FakeNvml]:
+    """Make the process's GPU sampler read a ``FakeNvml(gpus=gpus, **options)`` for the block
+    (``configure()``, ``instrument_gpu()``, ``gpu_snapshot()`` and ``ferrum-otel gpu`` all
+    use it); the real one is back afterwards.  ``options`` are FakeNvml's: ``probe``,
+    ``trace``, ``under_load``, ``lose_gpu``, ``hang``, ``garbage``, ``errors``, ..."""
+    from .metrics._nvml import GpuSampler, reset_shared_sampler
+
+    fake = FakeNvml(gpus=gpus, **options)
+    # Tests wait for the readers (a collection in production waits a few milliseconds).
+    sampler = GpuSampler(fake, collect_wait_s=5.0)
+    reset_shared_sampler(sampler)
+    try:
+        yield fake
+    finally:
+        fake.unhang.set()
+        reset_shared_sampler(None)
