@@ -22,6 +22,7 @@ from ._delivery import Delivery
 from ._log import log_failure, logger, set_strict
 from ._pipeline import Pipeline, build, parse_prometheus
 from ._runtime import Runtime
+from .metrics import register_gauges
 from ._settings import ConfigurationError, Settings, resolve
 
 __all__ = ["ConfigurationError", "Delivery", "Telemetry", "configure", "shutdown"]
@@ -269,7 +270,7 @@ def configure(
         runtime = Runtime(pipeline.tracer_provider, pipeline.meter_provider, capture_content=capture_content)
         runtime.span_ledger = pipeline.span_ledger
         handle = Telemetry(runtime, pipeline, settings)
-        handle.gauges = _gauges(runtime, gpu, memory)
+        handle.gauges = register_gauges(runtime, gpu, memory)
         _runtime.install(runtime)
     with _lock:
         _current = handle
@@ -287,32 +288,3 @@ def shutdown(timeout_s: float = 5.0) -> None:
     if handle is not None:
         handle.shutdown(timeout_s)
     _runtime.install(None, disabled=True)
-
-
-def _gauges(runtime: Runtime | None, gpu: bool | None, memory: bool) -> list[Any]:
-    """The observable instruments configure() turns on, on the meter it uses."""
-    if runtime is None:
-        return []
-    out: list[Any] = []
-    try:
-        if memory:
-            from .metrics.memory import register_memory_instruments
-            from .metrics.system import register_system_metrics
-
-            out.append(register_memory_instruments(runtime.gauge_meter))
-            system = register_system_metrics(runtime.meter_provider)
-            if system is not None:
-                out.append(system)
-        if gpu is not False:
-            from .metrics._nvml import shared_sampler
-            from .metrics.gpu import register_gpu_instruments
-
-            sampler = shared_sampler()
-            gpus = register_gpu_instruments(runtime.gauge_meter, sampler)
-            if gpus is not None:
-                out.append(gpus)
-            elif gpu is True:
-                logger.warning("ferrum-otel: GPU metrics were asked for but %s", sampler.unavailable_reason)
-    except Exception:  # noqa: BLE001 - gauges are an extra; tracing goes on without them
-        log_failure("setting up the GPU and memory instruments")
-    return out

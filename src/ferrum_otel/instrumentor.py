@@ -25,7 +25,7 @@ except ImportError as e:  # pragma: no cover - the message is the point
 from opentelemetry import metrics, trace
 
 from . import _runtime
-from ._config import _gauges
+from .metrics import register_gauges
 from ._runtime import Runtime
 
 __all__ = ["FerrumInstrumentor"]
@@ -47,7 +47,7 @@ class FerrumInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer_provider = kwargs.get("tracer_provider") or trace.get_tracer_provider()
         meter_provider = kwargs.get("meter_provider") or metrics.get_meter_provider()
         runtime = Runtime(tracer_provider, meter_provider, capture_content=bool(kwargs.get("capture_content", False)))
-        type(self)._gauges = _gauges(runtime, kwargs.get("gpu"), kwargs.get("memory", True))
+        type(self)._gauges = register_gauges(runtime, kwargs.get("gpu"), kwargs.get("memory", True))
         type(self)._runtime = runtime
         _runtime.install(runtime)
 

@@ -11,8 +11,8 @@ from .config import __all__ as _config_all
 from .devices import *
 from .devices import __all__ as _devices_all
 from .ids import ClientId, ModelId, RequestId
-from .metrics import *
-from .metrics import __all__ as _metrics_all
+from .engine_metrics import *
+from .engine_metrics import __all__ as _metrics_all
 from .models import *
 from .models import __all__ as _models_all
 from .sampling import *
