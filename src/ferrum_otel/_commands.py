@@ -243,7 +243,7 @@ def convert(path: str, type_name: str, endpoint: str | None, output: str | None,
     try:
         for line, value in iter_documents(stream, name, DECODER):
             try:
-                obj = from_builtins(value, cls)
+                obj: Any = from_builtins(value, cls)
             except WireFormatError as e:
                 raise InputError(f"{name}, line {line}: {e}") from None
             count += 1
@@ -251,7 +251,8 @@ def convert(path: str, type_name: str, endpoint: str | None, output: str | None,
                 if not ferrum_otel.record_request(obj, block=True):
                     refused += 1
             elif type_name in _GAUGE_SOURCES:
-                observer = ferrum_otel.observe_engine(**{_GAUGE_SOURCES[type_name]: (lambda o=obj: o)})
+                source: dict[str, Any] = {_GAUGE_SOURCES[type_name]: (lambda o=obj: o)}
+                observer = ferrum_otel.observe_engine(**source)
                 handle.force_flush()
                 observer.close()
     except InputError as e:

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from collections.abc import Callable
 from typing import IO, Any
 
 from opentelemetry.metrics import MeterProvider
@@ -158,14 +159,15 @@ def _stop_pipeline(p: Pipeline, timeout_s: float) -> None:
     whole deadline; then whatever is still pending is counted lost (``shutdown``)."""
     deadline = time.monotonic() + timeout_s
     ms = int(timeout_s * 1000)
-    jobs = []
-    if p.span_processor is not None:
-        jobs.append(lambda: p.span_processor.shutdown(ms))  # type: ignore[union-attr]
-    if p.prometheus_server is not None:
-        jobs.append(lambda: (p.prometheus_server.shutdown(), p.prometheus_server.server_close()))
+    jobs: list[Callable[[], object]] = []
+    processor, server = p.span_processor, p.prometheus_server
+    if processor is not None:
+        jobs.append(lambda: processor.shutdown(ms))
+    if server is not None:
+        jobs.append(lambda: (server.shutdown(), server.server_close()))
     for provider in p.owned:
-        jobs.append(lambda pr=provider: pr.shutdown(timeout_millis=ms) if pr is p.meter_provider else pr.shutdown())
-    threads = [_start(lambda job=job: _guarded(job)) for job in jobs]
+        jobs.append(_provider_stop(provider, ms if provider is p.meter_provider else None))
+    threads = [_start(_guarded_job(job)) for job in jobs]
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     for ledger in (p.span_ledger, p.metric_ledger):
@@ -173,11 +175,21 @@ def _stop_pipeline(p: Pipeline, timeout_s: float) -> None:
             ledger.close()
 
 
-def _guarded(job: Any) -> None:
-    try:
-        job()
-    except Exception:  # noqa: BLE001
-        log_failure("shutting down telemetry")
+def _provider_stop(provider: Any, timeout_ms: int | None) -> Callable[[], object]:
+    # The meter provider takes a deadline; the tracer provider's processors have their own.
+    if timeout_ms is None:
+        return lambda: provider.shutdown()
+    return lambda: provider.shutdown(timeout_millis=timeout_ms)
+
+
+def _guarded_job(job: Callable[[], object]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            job()
+        except Exception:  # noqa: BLE001
+            log_failure("shutting down telemetry")
+
+    return run
 
 
 # The SDK's providers would register their own exit handlers, which flush with no deadline

@@ -53,11 +53,13 @@ def recorded_probe() -> dict[str, Any]:
     import json
     from importlib.resources import files
 
-    return json.loads(files("ferrum_otel").joinpath("_data/h200-probe.json").read_text())
+    probe: dict[str, Any] = json.loads(files("ferrum_otel").joinpath("_data/h200-probe.json").read_text())
+    return probe
 
 
-def _error(code: int) -> NVMLError:
-    return NVMLError(code)
+def _error(code: int) -> Exception:
+    error: Exception = NVMLError(code)
+    return error
 
 
 class FakeNvml:
@@ -96,7 +98,7 @@ class FakeNvml:
         if probe is None and trace is None:
             probe = recorded_probe()
         self.probe = probe
-        self.idle = probe["devices"][0]["idle"] if probe else None
+        self.idle: dict[str, Any] | None = probe["devices"][0]["idle"] if probe else None
         self.cost = probe["devices"][0]["cost"] if probe else {}
         self.load = probe.get("under_load", []) if probe else []
         self.trace = trace["samples"] if trace else None
@@ -149,6 +151,7 @@ class FakeNvml:
                 "clock_mem_mhz": t["clock_mem"], "pstate": t["pstate"], "clocks_event_reasons": t["clock_reasons"],
                 "compute_procs": t["procs"],
             }
+        assert idle is not None  # a probe was given (no trace)
         if not self.under_load or not self.load:
             return idle
         s = self.load[min(max(self.reads - 1, 0), len(self.load) - 1)]
@@ -189,11 +192,11 @@ class FakeNvml:
     def nvmlSystemGetDriverVersion(self) -> str:
         return self.probe["driver"] if self.probe else "580.159.04"
 
-    def nvmlDeviceGetCount(self) -> int:
+    def nvmlDeviceGetCount(self) -> Any:
         self._call("nvmlDeviceGetCount")
         return self.gpus
 
-    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> Any:
         self._call("nvmlDeviceGetHandleByIndex")
         if not 0 <= index < self.gpus:
             raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
@@ -251,45 +254,45 @@ class FakeNvml:
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         return list(self._value("decoder_util"))
 
-    def nvmlDeviceGetTemperature(self, handle: Any, _sensor: int) -> int:
+    def nvmlDeviceGetTemperature(self, handle: Any, _sensor: int) -> Any:
         self._call("nvmlDeviceGetTemperature", handle)
         return self._value("temperature_gpu_c")
 
-    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> Any:
         self._call("nvmlDeviceGetPowerUsage", handle)
         return self._value("power_usage_mw")
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> Any:
         self._call("nvmlDeviceGetEnforcedPowerLimit", handle)
         return self._value("power_limit_mw")
 
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> Any:
         self._call("nvmlDeviceGetTotalEnergyConsumption", handle)
         return self._value("energy_mj")
 
-    def nvmlDeviceGetClockInfo(self, handle: Any, clock: int) -> int:
+    def nvmlDeviceGetClockInfo(self, handle: Any, clock: int) -> Any:
         self._call("nvmlDeviceGetClockInfo", handle)
         return self._value("clock_sm_mhz" if clock == pynvml.NVML_CLOCK_SM else "clock_mem_mhz")
 
-    def nvmlDeviceGetMaxClockInfo(self, handle: Any, clock: int) -> int:
+    def nvmlDeviceGetMaxClockInfo(self, handle: Any, clock: int) -> Any:
         self._call("nvmlDeviceGetMaxClockInfo", handle)
         if clock != pynvml.NVML_CLOCK_SM:
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)  # the probe recorded the SM clock only
         return self._value("clock_sm_max_mhz")
 
-    def nvmlDeviceGetPcieThroughput(self, handle: Any, counter: int) -> int:
+    def nvmlDeviceGetPcieThroughput(self, handle: Any, counter: int) -> Any:
         self._call("nvmlDeviceGetPcieThroughput", handle)
         return self._value("pcie_tx_kbps" if counter == pynvml.NVML_PCIE_UTIL_TX_BYTES else "pcie_rx_kbps")
 
-    def nvmlDeviceGetPerformanceState(self, handle: Any) -> int:
+    def nvmlDeviceGetPerformanceState(self, handle: Any) -> Any:
         self._call("nvmlDeviceGetPerformanceState", handle)
         return self._value("pstate")
 
-    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> int:
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: Any) -> Any:
         self._call("nvmlDeviceGetCurrentClocksEventReasons", handle)
         return self._value("clocks_event_reasons")
 
-    def nvmlDeviceGetTotalEccErrors(self, handle: Any, error_type: int, counter: int) -> int:
+    def nvmlDeviceGetTotalEccErrors(self, handle: Any, error_type: int, counter: int) -> Any:
         self._call("nvmlDeviceGetTotalEccErrors", handle)
         if error_type != pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED:
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)  # only uncorrected volatile was recorded
@@ -306,7 +309,7 @@ class FakeNvml:
             return [1, 1]
         return list(self._value("mig_mode"))
 
-    def nvmlDeviceGetMaxMigDeviceCount(self, handle: Any) -> int:
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: Any) -> Any:
         self._call("nvmlDeviceGetMaxMigDeviceCount", handle)
         return self.mig_instances
 

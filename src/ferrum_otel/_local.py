@@ -165,7 +165,8 @@ class SummaryProcessor(SpanProcessor):
                 self.failed += 1
             if attrs.get(s.FERRUM_CANCELLED):
                 self.cancelled += 1
-            self.tokens += int(attrs.get(s.GEN_AI_USAGE_OUTPUT_TOKENS, 0) or 0)
+            out_tokens = attrs.get(s.GEN_AI_USAGE_OUTPUT_TOKENS, 0)
+            self.tokens += out_tokens if isinstance(out_tokens, int) else 0
             ttft = attrs.get(s.FERRUM_TTFT_MS)
             if isinstance(ttft, (int, float)) and len(self.ttft_ms) < 100_000:
                 self.ttft_ms.append(float(ttft))

@@ -123,7 +123,7 @@ def build(
         if local and console is not False:
             from ._local import SummaryProcessor
 
-            p.summary = SummaryProcessor(console if console not in (None, True) else None, p.destinations)
+            p.summary = SummaryProcessor(None if console is None or console is True else console, p.destinations)
             tp.add_span_processor(p.summary)
         tracer_provider = tp
         p.owned.append(tp)

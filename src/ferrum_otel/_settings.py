@@ -109,7 +109,7 @@ class Settings:
     headers: dict[str, str]
     insecure: bool | None
     timeout_s: float
-    resource_attributes: dict[str, str]
+    resource_attributes: dict[str, str | bool | int | float]
     service_name: str | None
     metric_interval_s: float
     batch: BatchSettings = attrs.field(factory=BatchSettings)
@@ -195,7 +195,7 @@ def resolve(
         else _env_ms(env, "OTEL_METRIC_EXPORT_INTERVAL", 60_000)
     )
 
-    res: dict[str, str] = {}
+    res: dict[str, str | bool | int | float] = {}
     raw_res = _env("OTEL_RESOURCE_ATTRIBUTES", env)
     if raw_res:
         parse_key_values(raw_res, "OTEL_RESOURCE_ATTRIBUTES")  # refused here if malformed; the SDK reads it
@@ -207,7 +207,7 @@ def resolve(
                 raise ConfigurationError(f"resource_attributes: {key!r} is not an attribute name")
             if not isinstance(value, (str, bool, int, float)):
                 raise ConfigurationError(f"resource_attributes[{key!r}]: {type(value).__name__} is not an attribute value")
-            res[key] = value  # type: ignore[assignment]
+            res[key] = value
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigurationError(f"service_name: expected a non-empty string, got {service_name!r}")
 

@@ -16,7 +16,8 @@ from collections.abc import Collection
 from typing import Any
 
 try:
-    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
+    # opentelemetry-instrumentation ships no type information (no py.typed marker).
+    from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 except ImportError as e:  # pragma: no cover - the message is the point
     raise ImportError(
         "ferrum_otel.instrumentor needs opentelemetry-instrumentation: pip install 'ferrum-otel[instrument]'"

@@ -80,7 +80,7 @@ class Capture:
 
     def counter(self, name: str, **attributes: Any) -> float:
         """The value of counter ``name`` for the points whose attributes include ``attributes`` (0 if none)."""
-        return sum(p.value for p in self._matching(name, attributes))
+        return float(sum(p.value for p in self._matching(name, attributes)))
 
     def _matching(self, name: str, attributes: dict[str, Any]) -> list[Any]:
         wanted = {k.replace("__", "."): v for k, v in attributes.items()}

@@ -49,7 +49,7 @@ class SimRequest:
     token_times: list[float] = attrs.Factory(list)
     marks: list[tuple[str, float]] = attrs.Factory(list)
     finished: float = 0.0
-    queue: asyncio.Queue | None = None
+    queue: asyncio.Queue[float | None] | None = None
 
     def mark(self, phase: str, at: float) -> None:
         self.marks.append((phase, at))

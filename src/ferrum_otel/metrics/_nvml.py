@@ -50,6 +50,27 @@ class GpuReading:
         "mem_total", "temperature_c", "power_w", "clock_sm_hz", "clock_memory_hz", "pstate", "clock_events",
         "ecc_uncorrected", "ecc_corrected", "processes", "energy_j", "pcie_tx_Bps", "pcie_rx_Bps", "bar1_used",
     )
+    util_gpu: float | None  # fractions, 0..1
+    util_memory: float | None
+    util_encoder: float | None
+    util_decoder: float | None
+    mem_used: int | None  # bytes
+    mem_free: int | None
+    mem_reserved: int | None
+    mem_total: int | None
+    temperature_c: float | None
+    power_w: float | None
+    clock_sm_hz: float | None
+    clock_memory_hz: float | None
+    pstate: int | None
+    clock_events: int | None  # the clock event (throttle) reason bits
+    ecc_uncorrected: int | None
+    ecc_corrected: int | None
+    processes: list[tuple[int, int]] | None  # (pid, GPU memory used)
+    energy_j: float | None  # the slow cadence's
+    pcie_tx_Bps: float | None
+    pcie_rx_Bps: float | None
+    bar1_used: int | None
 
     def __init__(self) -> None:
         for name in self.__slots__:
@@ -205,10 +226,10 @@ class GpuSampler:
         nvml = self._nvml
         if nvml is None:
             try:
-                import pynvml as nvml  # nvidia-ml-py
+                import pynvml  # nvidia-ml-py
             except ImportError as e:
                 raise NvmlUnavailable(f"the NVML binding is not installed ({e}); pip install nvidia-ml-py") from None
-            self._nvml = nvml
+            self._nvml = nvml = pynvml
         try:
             nvml.nvmlInit()
         except Exception as e:  # noqa: BLE001 - NVMLError, OSError from a broken library
@@ -368,7 +389,7 @@ class GpuSampler:
             lambda u: {"util_gpu": _num(u.gpu) / 100.0, "util_memory": _num(u.memory) / 100.0})
         for task, fn in (("encoder", nvml.nvmlDeviceGetEncoderUtilization),
                          ("decoder", nvml.nvmlDeviceGetDecoderUtilization)):
-            put(f"util_{task}", q(d, f"util_{task}", fn, h), lambda v, k=f"util_{task}": {k: _num(v[0]) / 100.0})
+            put(f"util_{task}", q(d, f"util_{task}", fn, h), _field(f"util_{task}", lambda v: _num(v[0]) / 100.0))
         mem = q(d, "memory_v2", nvml.nvmlDeviceGetMemoryInfo, h, nvml.nvmlMemory_v2)
         if mem is not None:
             # v2 leaves the driver's reservation out of `used`, as nvidia-smi does.
@@ -382,13 +403,13 @@ class GpuSampler:
         put("power", q(d, "power", nvml.nvmlDeviceGetPowerUsage, h), lambda v: {"power_w": _num(v) / 1000.0})
         for clock, kind in (("sm", nvml.NVML_CLOCK_SM), ("memory", nvml.NVML_CLOCK_MEM)):
             put(f"clock_{clock}", q(d, f"clock_{clock}", nvml.nvmlDeviceGetClockInfo, h, kind),
-                lambda v, k=f"clock_{clock}_hz": {k: _num(v) * 1e6})
+                _field(f"clock_{clock}_hz", lambda v: _num(v) * 1e6))
         put("pstate", q(d, "pstate", nvml.nvmlDeviceGetPerformanceState, h), lambda v: {"pstate": _int(v)})
         put("clock_events", q(d, "clock_events", _clock_events(nvml), h), lambda v: {"clock_events": _int(v)})
         for kind, code in (("uncorrected", nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
                            ("corrected", nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED)):
             put(f"ecc_{kind}", q(d, f"ecc_{kind}", nvml.nvmlDeviceGetTotalEccErrors, h, code, nvml.NVML_VOLATILE_ECC),
-                lambda v, k=f"ecc_{kind}": {k: _int(v)})
+                _field(f"ecc_{kind}", _int))
         put("processes", q(d, "processes", nvml.nvmlDeviceGetComputeRunningProcesses, h),
             lambda procs: {"processes": [(_int(p.pid), _int(p.usedGpuMemory)) for p in procs
                                          if (self.all_processes or p.pid == self._pid)
@@ -438,6 +459,11 @@ class GpuSampler:
 
     def slow_readings(self) -> dict[int, GpuReading]:
         return {i: r.slow for i, r in enumerate(self._readers) if not r.device.lost and r.slow is not None}
+
+
+def _field(key: str, convert: Callable[[Any], Any]) -> Callable[[Any], dict[str, Any]]:
+    """A converter from one NVML answer to the reading's field ``key``."""
+    return lambda value: {key: convert(value)}
 
 
 def _num(value: Any) -> float:
@@ -508,7 +534,9 @@ class _Reader:
 
 def _clock_events(nvml: Any) -> Callable[[Any], int]:
     # Renamed from "throttle reasons" to "clocks event reasons" in newer drivers.
-    return getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+    reasons: Callable[[Any], int] = (getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+                                     or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
+    return reasons
 
 
 _shared: GpuSampler | None = None

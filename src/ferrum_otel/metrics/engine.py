@@ -80,7 +80,7 @@ def _scheduler(v: SchedulerStats) -> dict[s.Instrument, list[tuple[float, dict[s
 
 def _cache(v: CacheStats) -> dict[s.Instrument, list[tuple[float, dict[str, Any]]]]:
     state, result = s.FERRUM_KV_BLOCK_STATE, s.FERRUM_CACHE_RESULT
-    out = {
+    out: dict[s.Instrument, list[Point]] = {
         s.KV_CACHE_BLOCKS: [(v.used_blocks, {state: "used"}), (v.free_blocks, {state: "free"})],
         s.KV_CACHE_BLOCKS_LIMIT: [(v.total_blocks, {})],
         s.KV_CACHE_HIT_RATE: [(v.cache_hit_rate, {})],
@@ -109,7 +109,7 @@ def _batching(v: BatchingMetrics) -> dict[s.Instrument, list[tuple[float, dict[s
 
 
 def _health(v: HealthStatus) -> dict[s.Instrument, list[tuple[float, dict[str, Any]]]]:
-    points = []
+    points: list[Point] = []
     components = [("engine", v.status), *((name, c.status) for name, c in v.component_status.items())]
     for component, status in components:
         for state in ("Healthy", "Warning", "Unhealthy"):

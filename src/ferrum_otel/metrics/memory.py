@@ -120,7 +120,8 @@ def _rates() -> tuple[NetworkMetrics, DiskMetrics]:
     def rate(new: Any, old: Any, field: str) -> int:
         if new is None or old is None:
             return 0
-        return max(0, round((getattr(new, field) - getattr(old, field)) / dt))
+        delta: float = getattr(new, field) - getattr(old, field)
+        return max(0, round(delta / dt))
 
     n0, d0 = last[1], last[2]
     return (
@@ -151,5 +152,5 @@ def system_snapshot(sampler: GpuSampler | None = None) -> SystemMetrics:
         gpu_utilization=gpus[0] if gpus else None,
         network_io=network,
         disk_io=disk,
-        load_average=tuple(load),
+        load_average=(float(load[0]), float(load[1]), float(load[2])),
     )

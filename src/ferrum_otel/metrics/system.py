@@ -151,7 +151,7 @@ def _process_cpu_utilization(inst: Any) -> float:
     if last is None:
         last = (proc.create_time(), 0.0)
     elif now - last[0] < _MIN_INTERVAL_S:
-        return inst._cpu_value
+        return float(inst._cpu_value)
     wall = now - last[0]
     ncpu = os.cpu_count() or 1
     value = 0.0 if wall <= 0 else min(1.0, max(0.0, (cpu - last[1]) / wall / ncpu))

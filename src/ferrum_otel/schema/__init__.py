@@ -4,23 +4,20 @@ Classes carry the Rust names and the Rust field order.  They know nothing of JSO
 OpenTelemetry: :mod:`ferrum_otel.serde` reads and writes them exactly as serde does.
 """
 
+from . import config, devices, engine_metrics, models, sampling
 from ._errors import SchemaError
 from ._time import Duration, Timestamp, TimestampError
-from .config import *
-from .config import __all__ as _config_all
-from .devices import *
-from .devices import __all__ as _devices_all
+from .config import *  # noqa: F403 - each module's __all__ is the public surface
+from .devices import *  # noqa: F403
+from .engine_metrics import *  # noqa: F403
 from .ids import ClientId, ModelId, RequestId
-from .engine_metrics import *
-from .engine_metrics import __all__ as _metrics_all
-from .models import *
-from .models import __all__ as _models_all
-from .sampling import *
-from .sampling import __all__ as _sampling_all
+from .models import *  # noqa: F403
+from .sampling import *  # noqa: F403
 
-__all__ = sorted(
-    {
-        "SchemaError", "Timestamp", "TimestampError", "Duration", "RequestId", "ModelId", "ClientId",
-        *_config_all, *_devices_all, *_metrics_all, *_models_all, *_sampling_all,
-    }
-)
+# In the list form a type checker reads, so `from ferrum_otel.schema import X` type-checks.
+__all__ = ["ClientId", "Duration", "ModelId", "RequestId", "SchemaError", "Timestamp", "TimestampError"]
+__all__ += config.__all__
+__all__ += devices.__all__
+__all__ += engine_metrics.__all__
+__all__ += models.__all__
+__all__ += sampling.__all__

@@ -16,16 +16,13 @@ import types
 import typing
 import uuid
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, TypeVar, Union, cast
 
 T = TypeVar("T")
 
 import attrs
 
-try:  # Python 3.11+
-    from typing import dataclass_transform
-except ImportError:  # pragma: no cover - 3.10
-    from typing_extensions import dataclass_transform
+from typing_extensions import dataclass_transform  # typing has it from 3.11; we support 3.10
 
 from ._errors import SchemaError
 from ._time import Timestamp
@@ -89,7 +86,7 @@ _F32_OVERFLOW = 3.4028235677973366e38
 def to_f32(x: float) -> float:
     """Round a float to the nearest f32, as Rust's ``x as f32`` does (overflow gives inf)."""
     try:
-        return _F32.unpack(_F32.pack(x))[0]
+        return float(_F32.unpack(_F32.pack(x))[0])
     except OverflowError:
         return math.copysign(math.inf, x)
 
@@ -174,7 +171,7 @@ def _int_check(kind: str) -> Check:
             v = int(v)
         if v < lo or v > hi:
             raise SchemaError(f"integer {v} is out of range for {kind} ({lo}..={hi})")
-        return v
+        return cast(int, v)
 
     return check
 
@@ -214,7 +211,7 @@ def _str(v: Any) -> str:
             v.encode("utf-8")
         except UnicodeEncodeError:
             raise SchemaError("string holds a lone surrogate, which a Rust String cannot") from None
-    return v
+    return cast(str, v)
 
 
 def _timestamp(v: Any) -> Timestamp:
@@ -361,7 +358,7 @@ def _at(check: Check, value: Any, where: int | str) -> Any:
         raise err from None
 
 
-def _field_transformer(cls: type, fields: list[attrs.Attribute]) -> list[attrs.Attribute]:
+def _field_transformer(cls: type, fields: list[attrs.Attribute[Any]]) -> list[attrs.Attribute[Any]]:
     # Models use `from __future__ import annotations`; their names resolve in the module.
     namespace = dict(vars(sys.modules[cls.__module__]))
     out = []
@@ -389,9 +386,9 @@ def _named(owner: str, name: str, check: Check) -> Check:
 SERDE_DEFAULT = "serde_default"
 
 
-def serde_default(value: Any) -> Any:
+def serde_default(default: Any) -> Any:
     """``name: T = serde_default(v)`` for a field Rust marks ``#[serde(default)]``."""
-    return attrs.field(default=value, metadata={SERDE_DEFAULT: True})
+    return attrs.field(default=default, metadata={SERDE_DEFAULT: True})
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(attrs.field, serde_default))
@@ -420,12 +417,12 @@ def trusted_factory(cls: type[T]) -> Callable[..., T]:
     """A positional constructor for ``cls`` (fields in declaration order) that skips the
     field checks, for values ferrum-otel made itself with the right types and ranges (its
     hot paths), never for user input: one slot store per field."""
-    setters = [cls.__dict__[f.name].__set__ for f in attrs.fields(cls)]
+    setters = [cls.__dict__[f.name].__set__ for f in attrs.fields(cast(Any, cls))]
     params = ", ".join(f"v{i}" for i in range(len(setters)))
     body = "".join(f"    s{i}(o, v{i})\n" for i in range(len(setters)))
     namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
     namespace.update({f"s{i}": setter for i, setter in enumerate(setters)})
     exec(f"def make({params}):\n    o = new(cls)\n{body}    return o\n", namespace)  # noqa: S102
-    make = namespace["make"]
+    make: Callable[..., T] = namespace["make"]
     make.__doc__ = f"Unchecked positional constructor of {cls.__name__}."
     return make

@@ -29,7 +29,8 @@ class Device(Variant):
 
     @property
     def index(self) -> int | None:
-        return self.value
+        value: int | None = self.value
+        return value
 
     def __str__(self) -> str:
         return self.variant.lower() if self.value is None else f"{self.variant.lower()}:{self.value}"

@@ -145,9 +145,9 @@ class ModelConfig:
     def new(cls, model_id: str, model_path: str) -> ModelConfig:
         """``ModelConfig::new``: a custom FP16 model on the CPU, batch 1, 2048 tokens."""
         return cls(
-            model_id=model_id,
+            model_id=ModelId(model_id),
             model_path=model_path,
-            model_type=ModelType.Custom("unknown"),
+            model_type=ModelType("Custom", "unknown"),
             dtype=DataType.FP16,
             device=Device.CPU,
             max_batch_size=1,

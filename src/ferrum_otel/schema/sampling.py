@@ -49,7 +49,7 @@ class SamplingParams:
     tfs: f32 | None = None
     typical_p: f32 | None = None
     mirostat: MirostatParams | None = None
-    response_format: ResponseFormat = serde_default(ResponseFormat.Text)  # #[serde(default)]
+    response_format: ResponseFormat = serde_default(default=ResponseFormat.Text)  # #[serde(default)]
 
 
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import typing
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ..schema._errors import SchemaError
 from ..schema._types import check_for, describe
@@ -134,10 +134,10 @@ def from_builtins(data: Any, cls: type[T] | Any) -> T:
             # Inside a struct the class's own field check validates scalars; at the top
             # level there is no class, so the same check runs here.
             try:
-                return check_for(cls)(data)
+                return cast(T, check_for(cls)(data))
             except SchemaError as e:
                 raise Fail(f"invalid value: {e}") from None
-        return hook(data, cls)
+        return cast(T, hook(data, cls))
     except Fail as e:
         raise WireFormatError(type_name, _path(e.path), e.reason) from None
     except RecursionError:
@@ -154,13 +154,14 @@ def _readable(cls: Any) -> bool:
 
 def loads(data: str | bytes | bytearray, cls: type[T] | Any) -> T:
     """Read JSON text that the Rust engine wrote (or would accept) into ``cls``."""
-    return from_builtins(_parse(data, describe(cls)), cls)
+    value: T = from_builtins(_parse(data, describe(cls)), cls)
+    return value
 
 
 def to_builtins(obj: Any, cls: Any = None) -> Any:
     """The plain Python values serde would write for ``obj``: dicts in field order, NaN and
     infinities as ``None``, f32 fields as :class:`F32` floats, timestamps as RFC 3339 text."""
-    tp = type(obj) if cls is None else cls
+    tp: Any = type(obj) if cls is None else cls
     return writer_for(tp)(obj)
 
 

@@ -207,7 +207,8 @@ def _enum_factory(cls: type[enum.Enum]) -> Hook:
 
 
 # Variants that the Linux build of the engine does not compile, so it refuses them on input.
-_NOT_IN_LINUX_BUILD = {Device: {"Metal": "Device::Metal exists only in macOS builds of the engine"}}
+_NOT_IN_LINUX_BUILD: dict[type[Variant], dict[str, str]] = {
+    Device: {"Metal": "Device::Metal exists only in macOS builds of the engine"}}
 
 
 def _external_variant_factory(cls: type[Variant]) -> Hook:
@@ -281,14 +282,15 @@ def _quantization(v: Any, _: Any) -> Any:
     if name not in _QUANT:
         raise Fail(f"unknown variant `{name}`, expected one of {_variant_names(_QUANT)}")
     try:
-        return _variant_struct(_QUANT[name])(payload, _QUANT[name])
+        variant: Any = _QUANT[name]
+        return _variant_struct(variant)(payload, variant)
     except Fail as e:
         e.path.insert(0, name)
         raise
 
 
 @functools.cache
-def _variant_struct(cls: type) -> Hook:
+def _variant_struct(cls: Any) -> Hook:
     return _struct_factory(cls)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from json.encoder import encode_basestring  # type: ignore[attr-defined]  # the C escaper
+from json.encoder import encode_basestring  # the C escaper
 from typing import Any
 
 from ..schema._types import to_f32

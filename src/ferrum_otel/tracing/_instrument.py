@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Generator
 from time import perf_counter_ns
 from typing import Any, TypeVar, overload
 
@@ -171,10 +171,11 @@ def _wrap_generator(spec: _Spec) -> Callable[..., Any]:
     count = spec.count if spec.token_count is not None else None
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         tracker = spec.start(args, kwargs)
         if tracker is None:
-            return (yield from fn(*args, **kwargs))
+            result: Any = yield from fn(*args, **kwargs)
+            return result
         ctx = _own_context(tracker)
         try:
             gen = ctx.run(fn, *args, **kwargs)
@@ -188,7 +189,8 @@ def _wrap_generator(spec: _Spec) -> Callable[..., Any]:
                 item = run(step, value)
             except StopIteration as stop:
                 tracker._end(OK, "stop")
-                return stop.value
+                final: Any = stop.value
+                return final
             except BaseException as exc:
                 tracker._exit_with(exc)
                 raise

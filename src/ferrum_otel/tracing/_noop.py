@@ -19,14 +19,14 @@ class _NoopPhase:
     def __enter__(self) -> _NoopPhase:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    def __exit__(self, *exc: object) -> None:
+        pass
 
     async def __aenter__(self) -> _NoopPhase:
         return self
 
-    async def __aexit__(self, *exc: object) -> bool:
-        return False
+    async def __aexit__(self, *exc: object) -> None:
+        pass
 
 
 NOOP_PHASE = _NoopPhase()
@@ -86,14 +86,14 @@ class NoopTracker:
     def __enter__(self) -> NoopTracker:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    def __exit__(self, *exc: object) -> None:
+        pass
 
     async def __aenter__(self) -> NoopTracker:
         return self
 
-    async def __aexit__(self, *exc: object) -> bool:
-        return False
+    async def __aexit__(self, *exc: object) -> None:
+        pass
 
     def __repr__(self) -> str:
         return "<NoopTracker: no OpenTelemetry SDK configured>"

@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind
 
 from .. import _runtime
 from .. import semconv as s
-from .._log import InvalidArgument, log_failure
+from .._log import InvalidArgument, log_failure, refuse
 from .._runtime import active
 from .._wire import INT64_MAX
 from . import _args
@@ -81,7 +81,7 @@ def request_values(
 def _name(call: str, field: str, value: Any, default: str) -> str:
     if isinstance(value, str) and value:
         return value
-    _args.refuse(call, field, value, "is not a non-empty string")
+    refuse(call, field, value, "is not a non-empty string")
     return default
 
 

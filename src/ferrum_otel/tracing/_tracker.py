@@ -8,6 +8,7 @@ and hands everything to the emitter in one go.
 from __future__ import annotations
 
 import asyncio
+from contextvars import Token
 import math
 import uuid
 from bisect import bisect_right
@@ -82,15 +83,14 @@ class _PhaseScope:
         self._start = perf_counter_ns()
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self._tracker._phases.append((self._name, self._start, perf_counter_ns()))
-        return False
 
     async def __aenter__(self) -> _PhaseScope:
         return self.__enter__()
 
-    async def __aexit__(self, *exc: object) -> bool:
-        return self.__exit__(*exc)
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
 
 
 class RequestTracker:
@@ -158,7 +158,7 @@ class RequestTracker:
         self._phase_totals: dict[str, list[int]] = {}
         self._phase_cache: dict[str, PhaseMetrics] | None = None
         self._completion: list[str] | None = None
-        self._token = None
+        self._token: list[Token[Context]] | None = None
         self._wall0 = time_ns()
         self._t0 = perf_counter_ns()
         attrs = start_attributes(operation, provider, model, params, attributes)
@@ -417,7 +417,7 @@ class RequestTracker:
 
     # ---- context management ------------------------------------------------------
 
-    def _enter_context(self) -> object:
+    def _enter_context(self) -> Token[Context]:
         # One new Context holding both the span and the tracker, instead of one per key.
         values = dict(otel_context.get_current())
         values[_SPAN_KEY] = self._span
@@ -440,7 +440,7 @@ class RequestTracker:
             self._token.append(self._enter_context())
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         tokens = self._token
         try:
             # The request ends with the outermost block, or with an exception from any.
@@ -455,13 +455,12 @@ class RequestTracker:
                     pass
                 if not tokens:
                     self._token = None
-        return False
 
     async def __aenter__(self) -> RequestTracker:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        return self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self.__exit__(exc_type, exc, tb)
 
     def __del__(self) -> None:
         # Dropped without finish(): end the span as abandoned rather than leave it open.
