@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def per_call_ns(fn: Callable[[], object], *, number: int, repeat: int = 7) -> float:

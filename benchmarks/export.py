@@ -37,8 +37,9 @@ def one_step(rotel: Rotel, rate: int, seconds: float, protocol: str) -> tuple[in
     """Requests paced at ``rate`` for ``seconds``; returns (spans sent, spans received, achieved rate)."""
     before = received(rotel)
     endpoint = rotel.grpc if protocol == "grpc" else rotel.http
-    handle = ferrum_otel.configure(endpoint=endpoint, protocol=protocol, set_global=False, gpu=False, memory=False,
-                                   metric_interval=1.0)
+    handle = ferrum_otel.configure(
+        endpoint=endpoint, protocol=protocol, set_global=False, gpu=False, memory=False, metric_interval=1.0
+    )
     n = int(rate * seconds)
     interval = 1.0 / rate
     start = time.perf_counter()
@@ -72,8 +73,11 @@ def main() -> int:
     os.environ.setdefault("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2048")
     os.environ.setdefault("OTEL_BSP_SCHEDULE_DELAY", "200")
     with tempfile.TemporaryDirectory() as tmp:
-        rotel = Rotel(Path(tmp), verbosity="basic",
-                      exporter_args=["--exporter", "blackhole", "--debug-log", "traces", "--debug-log-verbosity", "basic"])
+        rotel = Rotel(
+            Path(tmp),
+            verbosity="basic",
+            exporter_args=["--exporter", "blackhole", "--debug-log", "traces", "--debug-log-verbosity", "basic"],
+        )
         best = 0.0
         try:
             print(f"{'target req/s':>12}{'achieved':>10}{'spans sent':>12}{'received':>10}{'lost':>8}")

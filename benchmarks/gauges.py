@@ -38,9 +38,12 @@ def main() -> int:
     sampler.read_slow()
 
     # What one collection reports: each instrument's points, to copy into the bare floor.
-    snapshot = {m.name: [(p.value, dict(p.attributes)) for p in m.data.data_points]
-                for rm in ours_reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
-                for m in sm.metrics}
+    snapshot = {
+        m.name: [(p.value, dict(p.attributes)) for p in m.data.data_points]
+        for rm in ours_reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
     bare_reader = InMemoryMetricReader()
     bare_provider = MeterProvider(metric_readers=[bare_reader])
     bare_meter = bare_provider.get_meter("bare")

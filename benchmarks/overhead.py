@@ -70,15 +70,22 @@ def ours(model: str = "llama-3-8b") -> None:
 
 def make_floor(tracer, ins: RequestInstruments):  # noqa: ANN001, ANN201
     """The same telemetry, written directly against the OpenTelemetry API."""
-    base = {s.GEN_AI_OPERATION_NAME: "text_completion", s.GEN_AI_PROVIDER_NAME: "ferrum",
-            s.GEN_AI_REQUEST_MODEL: "llama-3-8b"}
+    base = {
+        s.GEN_AI_OPERATION_NAME: "text_completion",
+        s.GEN_AI_PROVIDER_NAME: "ferrum",
+        s.GEN_AI_REQUEST_MODEL: "llama-3-8b",
+    }
     usage_in = {**base, s.GEN_AI_TOKEN_TYPE: "input"}
     usage_out = {**base, s.GEN_AI_TOKEN_TYPE: "output"}
 
     def floor() -> None:
         wall0, t0 = time_ns(), perf_counter_ns()
-        span = tracer.start_span("text_completion llama-3-8b", kind=SpanKind.SERVER, start_time=wall0, attributes={
-            **base, s.GEN_AI_REQUEST_MAX_TOKENS: 256, s.GEN_AI_REQUEST_TEMPERATURE: 0.7})
+        span = tracer.start_span(
+            "text_completion llama-3-8b",
+            kind=SpanKind.SERVER,
+            start_time=wall0,
+            attributes={**base, s.GEN_AI_REQUEST_MAX_TOKENS: 256, s.GEN_AI_REQUEST_TEMPERATURE: 0.7},
+        )
         ins.active.add(1, base)
         token = otel_context.attach(set_span_in_context(span))
         marks = [perf_counter_ns(), perf_counter_ns(), perf_counter_ns()]
@@ -90,31 +97,45 @@ def make_floor(tracer, ins: RequestInstruments):  # noqa: ANN001, ANN201
         gaps = sorted(b - a for a, b in zip(times, times[1:]))
         # The same values ferrum-otel records, computed the plain way.
         ttft = (times[0] - t0) / 1e9
-        span.set_attributes({
-            "ferrum.request.id": str(uuid.uuid4()),
-            "ferrum.request.created_at": datetime.fromtimestamp(wall0 / 1e9, timezone.utc).isoformat(),
-            "ferrum.request.total_time_ms": round((t_end - t0) / 1e6),
-            "ferrum.request.queue_time_ms": round((marks[1] - marks[0]) / 1e6),
-            "ferrum.request.prefill_time_ms": round((marks[2] - marks[1]) / 1e6),
-            "ferrum.request.decode_time_ms": round((t_end - marks[2]) / 1e6),
-            "gen_ai.usage.input_tokens": 512, "gen_ai.usage.output_tokens": TOKENS,
-            "ferrum.request.was_preempted": False, "ferrum.request.preemption_count": 0,
-            "ferrum.request.completed_at": datetime.fromtimestamp((wall0 + t_end - t0) / 1e9, timezone.utc).isoformat(),
-            "gen_ai.response.finish_reasons": ("stop",),
-            "ferrum.request.time_to_first_token_ms": ttft * 1e3,
-            "ferrum.request.time_per_output_token_ms": ((t_end - t0) / 1e9 - ttft) / (TOKENS - 1) * 1e3,
-            "ferrum.request.inter_token_latency.mean_ms": sum(gaps) / len(gaps) / 1e6,
-            "ferrum.request.inter_token_latency.p50_ms": gaps[len(gaps) // 2] / 1e6,
-            "ferrum.request.inter_token_latency.p90_ms": gaps[int(len(gaps) * 0.9)] / 1e6,
-            "ferrum.request.inter_token_latency.p99_ms": gaps[int(len(gaps) * 0.99)] / 1e6,
-            "ferrum.request.inter_token_latency.max_ms": gaps[-1] / 1e6,
-        })
+        span.set_attributes(
+            {
+                "ferrum.request.id": str(uuid.uuid4()),
+                "ferrum.request.created_at": datetime.fromtimestamp(wall0 / 1e9, timezone.utc).isoformat(),
+                "ferrum.request.total_time_ms": round((t_end - t0) / 1e6),
+                "ferrum.request.queue_time_ms": round((marks[1] - marks[0]) / 1e6),
+                "ferrum.request.prefill_time_ms": round((marks[2] - marks[1]) / 1e6),
+                "ferrum.request.decode_time_ms": round((t_end - marks[2]) / 1e6),
+                "gen_ai.usage.input_tokens": 512,
+                "gen_ai.usage.output_tokens": TOKENS,
+                "ferrum.request.was_preempted": False,
+                "ferrum.request.preemption_count": 0,
+                "ferrum.request.completed_at": datetime.fromtimestamp(
+                    (wall0 + t_end - t0) / 1e9, timezone.utc
+                ).isoformat(),
+                "gen_ai.response.finish_reasons": ("stop",),
+                "ferrum.request.time_to_first_token_ms": ttft * 1e3,
+                "ferrum.request.time_per_output_token_ms": ((t_end - t0) / 1e9 - ttft) / (TOKENS - 1) * 1e3,
+                "ferrum.request.inter_token_latency.mean_ms": sum(gaps) / len(gaps) / 1e6,
+                "ferrum.request.inter_token_latency.p50_ms": gaps[len(gaps) // 2] / 1e6,
+                "ferrum.request.inter_token_latency.p90_ms": gaps[int(len(gaps) * 0.9)] / 1e6,
+                "ferrum.request.inter_token_latency.p99_ms": gaps[int(len(gaps) * 0.99)] / 1e6,
+                "ferrum.request.inter_token_latency.max_ms": gaps[-1] / 1e6,
+            }
+        )
         span.add_event(s.EVENT_FIRST_TOKEN, timestamp=wall0 + times[0] - t0)
         parent = set_span_in_context(span)
         for name, a, b in phases:
-            child = tracer.start_span(name, context=parent, start_time=wall0 + a - t0, attributes={
-                s.FERRUM_PHASE_OPERATIONS: 1, s.FERRUM_PHASE_TOKENS: 0, s.FERRUM_PHASE_AVG_TIME_MS: 1.0,
-                s.FERRUM_PHASE_TOTAL_TIME_MS: 1.0})
+            child = tracer.start_span(
+                name,
+                context=parent,
+                start_time=wall0 + a - t0,
+                attributes={
+                    s.FERRUM_PHASE_OPERATIONS: 1,
+                    s.FERRUM_PHASE_TOKENS: 0,
+                    s.FERRUM_PHASE_AVG_TIME_MS: 1.0,
+                    s.FERRUM_PHASE_TOTAL_TIME_MS: 1.0,
+                },
+            )
             child.end(end_time=wall0 + b - t0)
         span.end(end_time=wall0 + t_end - t0)
         ins.requests.add(1, base)
@@ -167,9 +188,16 @@ def main() -> int:
         for _ in range(n):
             decorated()
 
-    t = compare({"empty": lambda: loop_empty(20_000), "requests": lambda: loop_noop_requests(20_000),
-                 "decorated": lambda: loop_decorated(20_000), "tokens": lambda: loop_noop_tokens(20_000)},
-                number=1, rounds=15)
+    t = compare(
+        {
+            "empty": lambda: loop_empty(20_000),
+            "requests": lambda: loop_noop_requests(20_000),
+            "decorated": lambda: loop_decorated(20_000),
+            "tokens": lambda: loop_noop_tokens(20_000),
+        },
+        number=1,
+        rounds=15,
+    )
     empty_ns = t["empty"] / 20_000
     print(f"empty function call: {empty_ns:.1f} ns per call (the floor for 2 and 3)\n")
     report("3. no SDK: request() + with + one token", t["requests"] / t["empty"], 10, "per request")
@@ -203,17 +231,33 @@ def main() -> int:
         for _ in range(n):
             pass
 
-    t = compare({"empty": lambda: loop_empty(20_000), "tokens": lambda: loop_tokens(20_000),
-                 "stream": lambda: loop_stream(20_000), "plain": lambda: loop_plain(20_000)}, number=1, rounds=15)
+    t = compare(
+        {
+            "empty": lambda: loop_empty(20_000),
+            "tokens": lambda: loop_tokens(20_000),
+            "stream": lambda: loop_stream(20_000),
+            "plain": lambda: loop_plain(20_000),
+        },
+        number=1,
+        rounds=15,
+    )
     req._times.clear()  # noqa: SLF001
     report("2. SDK: req.token()", t["tokens"] / t["empty"], 10, f"{t['tokens'] / 20_000:.0f} ns per token")
     per_item = (t["stream"] - t["plain"]) / 20_000
-    report("2. SDK: one item through an @instrument generator", per_item * 20_000 / t["empty"], 10,
-           f"{per_item:.0f} ns per token")
+    report(
+        "2. SDK: one item through an @instrument generator",
+        per_item * 20_000 / t["empty"],
+        10,
+        f"{per_item:.0f} ns per token",
+    )
 
     times = compare({"floor": floor, "ours": ours}, number=100, rounds=31)
-    report("1. SDK: request, 3 phases, 128 tokens vs same OTel work", times["ours"] / times["floor"], 1.1,
-           f"ours {times['ours'] / 1e3:.1f} us, floor {times['floor'] / 1e3:.1f} us")
+    report(
+        "1. SDK: request, 3 phases, 128 tokens vs same OTel work",
+        times["ours"] / times["floor"],
+        1.1,
+        f"ours {times['ours'] / 1e3:.1f} us, floor {times['floor'] / 1e3:.1f} us",
+    )
     ferrum_otel.shutdown()
     tp.shutdown()
     mp.shutdown()

@@ -31,10 +31,10 @@ def main() -> int:
         obj = loads(text, cls)
         t = compare(
             {
-                "floor": lambda: json.dumps(json.loads(text)),
-                "ours": lambda: dumps(loads(text, cls)),
-                "loads": lambda: loads(text, cls),
-                "dumps": lambda: dumps(obj),
+                "floor": lambda text=text: json.dumps(json.loads(text)),
+                "ours": lambda text=text, cls=cls: dumps(loads(text, cls)),
+                "loads": lambda text=text, cls=cls: loads(text, cls),
+                "dumps": lambda obj=obj: dumps(obj),
             },
             number=200,
         )

@@ -21,8 +21,12 @@ TRACEPARENT = f"00-{CALLER_TRACE_ID}-00f067aa0ba902b7-01"
 JOINED: list[str] = []  # the trace id each request span joined
 
 
-@ferrum_otel.instrument(model="tiny-llm", stream=True, context=lambda prompt, headers: headers,
-                        input_tokens=lambda prompt, headers: len(prompt.split()))
+@ferrum_otel.instrument(
+    model="tiny-llm",
+    stream=True,
+    context=lambda prompt, headers: headers,
+    input_tokens=lambda prompt, headers: len(prompt.split()),
+)
 async def stream_tokens(prompt: str, headers: dict[str, str]):
     """The model: yields one token every couple of milliseconds after a short prefill."""
     req = ferrum_otel.current_request()
@@ -37,7 +41,7 @@ async def stream_tokens(prompt: str, headers: dict[str, str]):
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     request_line = (await reader.readline()).decode()
     headers = {}
-    while (line := (await reader.readline()).decode().strip()):
+    while line := (await reader.readline()).decode().strip():
         key, _, value = line.partition(":")
         headers[key.strip().lower()] = value.strip()
     prompt = request_line.split(" ")[1].lstrip("/").replace("%20", " ")
@@ -88,8 +92,12 @@ if __name__ == "__main__":
         with capture() as cap:
             asyncio.run(main())
             (span,) = cap.spans("text_completion tiny-llm")
-            print("server span joined trace", format(span.context.trace_id, "032x"),
-                  "as a child of", format(span.parent.span_id, "016x"))
+            print(
+                "server span joined trace",
+                format(span.context.trace_id, "032x"),
+                "as a child of",
+                format(span.parent.span_id, "016x"),
+            )
     else:
         telemetry = ferrum_otel.configure(service_name="streaming-example", output=output, console=False)
         asyncio.run(main())

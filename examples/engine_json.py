@@ -47,9 +47,11 @@ def main() -> None:
     telemetry.force_flush()
     observer.close()
     telemetry.shutdown()
-    print(f"request {metrics.request_id}: {metrics.total_time_ms} ms, "
-          f"queue {metrics.queue_time_ms} / prefill {metrics.prefill_time_ms} / decode {metrics.decode_time_ms} ms, "
-          f"{metrics.output_tokens} tokens, preempted {metrics.preemption_count}x")
+    print(
+        f"request {metrics.request_id}: {metrics.total_time_ms} ms, "
+        f"queue {metrics.queue_time_ms} / prefill {metrics.prefill_time_ms} / decode {metrics.decode_time_ms} ms, "
+        f"{metrics.output_tokens} tokens, preempted {metrics.preemption_count}x"
+    )
     print(f"scheduler: {scheduler.running_requests} running, {scheduler.waiting_requests} waiting")
     print("telemetry went to", "; ".join(telemetry.destinations))
 

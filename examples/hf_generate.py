@@ -42,19 +42,41 @@ class TokenTimer(BaseStreamer):
 
 def tiny_llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
+    config = LlamaConfig(
+        vocab_size=512,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+    )
     return LlamaForCausalLM(config).eval()
 
 
 def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
-    with ferrum_otel.request(model="tiny-llama-random", input_tokens=prompt_ids.shape[1], max_tokens=new_tokens,
-                             temperature=1.0, stream=False) as req:
-        with torch.inference_mode():
-            output = model.generate(prompt_ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                                    streamer=TokenTimer(req), pad_token_id=0)
-    print(f"generated {req.metrics.output_tokens} tokens: prefill {req.metrics.prefill_time_ms} ms, "
-          f"decode {req.metrics.decode_time_ms} ms, phases {sorted(req.phases)}")
+    with (
+        ferrum_otel.request(
+            model="tiny-llama-random",
+            input_tokens=prompt_ids.shape[1],
+            max_tokens=new_tokens,
+            temperature=1.0,
+            stream=False,
+        ) as req,
+        torch.inference_mode(),
+    ):
+        output = model.generate(
+            prompt_ids,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            streamer=TokenTimer(req),
+            pad_token_id=0,
+        )
+    print(
+        f"generated {req.metrics.output_tokens} tokens: prefill {req.metrics.prefill_time_ms} ms, "
+        f"decode {req.metrics.decode_time_ms} ms, phases {sorted(req.phases)}"
+    )
     return output
 
 

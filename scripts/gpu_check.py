@@ -23,8 +23,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ferrum_otel.metrics._nvml import EMPTY_READING, GpuReading, GpuSampler  # noqa: E402
 
-SMI_FIELDS = ["utilization.gpu", "memory.used", "memory.total", "power.draw", "temperature.gpu", "clocks.sm",
-              "clocks.mem"]
+SMI_FIELDS = [
+    "utilization.gpu",
+    "memory.used",
+    "memory.total",
+    "power.draw",
+    "temperature.gpu",
+    "clocks.sm",
+    "clocks.mem",
+]
 # (label, how ours is read from a fast reading, the smi field, ours converted to smi's unit)
 ROWS = [
     ("utilization %", "util_gpu", "utilization.gpu", lambda v: v * 100),
@@ -40,7 +47,10 @@ ROWS = [
 def smi(device: int) -> dict[str, float]:
     out = subprocess.run(
         ["nvidia-smi", f"--id={device}", f"--query-gpu={','.join(SMI_FIELDS)}", "--format=csv,noheader,nounits"],
-        capture_output=True, text=True, check=True, timeout=30,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
     ).stdout.strip()
     return {k: float(v) for k, v in zip(SMI_FIELDS, (x.strip() for x in out.split(",")))}
 
@@ -101,9 +111,11 @@ def main() -> int:
     lines += table(f"under load ({result[0] if result else 'load running'})", ours, theirs)
     slow = sampler.slow_readings().get(0, EMPTY_READING)
     nan = float("nan")
-    lines.append(f"\nslow cadence: energy {slow.energy_j if slow.energy_j is not None else nan:.1f} J, "
-                 f"PCIe tx {(slow.pcie_tx_Bps if slow.pcie_tx_Bps is not None else nan) / 1e6:.1f} MB/s, "
-                 f"rx {(slow.pcie_rx_Bps if slow.pcie_rx_Bps is not None else nan) / 1e6:.1f} MB/s")
+    lines.append(
+        f"\nslow cadence: energy {slow.energy_j if slow.energy_j is not None else nan:.1f} J, "
+        f"PCIe tx {(slow.pcie_tx_Bps if slow.pcie_tx_Bps is not None else nan) / 1e6:.1f} MB/s, "
+        f"rx {(slow.pcie_rx_Bps if slow.pcie_rx_Bps is not None else nan) / 1e6:.1f} MB/s"
+    )
     lines.append(f"unsupported on this GPU: {', '.join(sorted(d.unsupported)) or 'nothing'}")
     print("\n".join(lines))
     sampler.close()

@@ -18,9 +18,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -40,7 +40,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(check: Callable[[], Any], what: str, deadline_s: float = 60.0, proc: subprocess.Popen | None = None) -> Any:
+def wait_for(
+    check: Callable[[], Any], what: str, deadline_s: float = 60.0, proc: subprocess.Popen | None = None
+) -> Any:
     """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -73,8 +75,7 @@ class Process:
     def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
         self.log = log
         self._out = log.open("w")
-        self.proc = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.pid = self.proc.pid
 
     def output(self) -> str:
@@ -114,15 +115,39 @@ def rotel_binary() -> str:
 class Rotel(Process):
     """rotel receiving OTLP on gRPC and HTTP; by default it prints everything it received."""
 
-    def __init__(self, tmp: Path, *, grpc_port: int | None = None, http_port: int | None = None,
-                 exporter_args: list[str] | None = None, verbosity: str = "detailed") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        grpc_port: int | None = None,
+        http_port: int | None = None,
+        exporter_args: list[str] | None = None,
+        verbosity: str = "detailed",
+    ) -> None:
         self.grpc_port = grpc_port or free_port()
         self.http_port = http_port or free_port()
-        args = [rotel_binary(), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{self.grpc_port}",
-                "--otlp-http-endpoint", f"127.0.0.1:{self.http_port}",
-                "--pid-file", str(tmp / f"rotel-{self.grpc_port}.pid"), "--log-file", str(tmp / "rotel-agent.log")]
-        args += exporter_args or ["--exporter", "blackhole", "--debug-log", "traces", "--debug-log", "metrics",
-                                  "--debug-log-verbosity", verbosity]
+        args = [
+            rotel_binary(),
+            "start",
+            "--otlp-grpc-endpoint",
+            f"127.0.0.1:{self.grpc_port}",
+            "--otlp-http-endpoint",
+            f"127.0.0.1:{self.http_port}",
+            "--pid-file",
+            str(tmp / f"rotel-{self.grpc_port}.pid"),
+            "--log-file",
+            str(tmp / "rotel-agent.log"),
+        ]
+        args += exporter_args or [
+            "--exporter",
+            "blackhole",
+            "--debug-log",
+            "traces",
+            "--debug-log",
+            "metrics",
+            "--debug-log-verbosity",
+            verbosity,
+        ]
         super().__init__(args, tmp / f"rotel-{self.grpc_port}.out")
         wait_for(lambda: port_open(self.grpc_port) and port_open(self.http_port), "rotel to listen", 30, self.proc)
 
@@ -213,12 +238,22 @@ class Phoenix(Process):
         self.port, self.grpc_port = free_port(), free_port()
         work = tmp / "phoenix"
         work.mkdir()
-        env = {**os.environ, "PHOENIX_WORKING_DIR": str(work), "PHOENIX_HOST": "127.0.0.1",
-               "PHOENIX_PORT": str(self.port), "PHOENIX_GRPC_PORT": str(self.grpc_port),
-               "PHOENIX_TELEMETRY_ENABLED": "false", "DO_NOT_TRACK": "1"}
+        env = {
+            **os.environ,
+            "PHOENIX_WORKING_DIR": str(work),
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_PORT": str(self.port),
+            "PHOENIX_GRPC_PORT": str(self.grpc_port),
+            "PHOENIX_TELEMETRY_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+        }
         super().__init__([phoenix_binary(), "serve"], tmp / "phoenix.out", env)
-        wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/healthz", 2) is not None and port_open(self.grpc_port),
-                 "Phoenix to be ready", 180, self.proc)
+        wait_for(
+            lambda: http_get(f"http://127.0.0.1:{self.port}/healthz", 2) is not None and port_open(self.grpc_port),
+            "Phoenix to be ready",
+            180,
+            self.proc,
+        )
 
     def spans(self, project: str = "default") -> list[dict[str, Any]]:
         out, cursor = [], None
@@ -246,8 +281,12 @@ class Prometheus(Process):
             "scrape_configs:\n  - job_name: ferrum\n    static_configs:\n"
             f"      - targets: ['{target}']\n"
         )
-        args = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{self.port}",
-                f"--storage.tsdb.path={tmp / 'prometheus-data'}"]
+        args = [
+            binary,
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            f"--storage.tsdb.path={tmp / 'prometheus-data'}",
+        ]
         super().__init__(args, tmp / "prometheus.out")
         wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready", 2), "Prometheus to be ready", 60, self.proc)
 

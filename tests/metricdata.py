@@ -10,8 +10,13 @@ def metrics_by_name(source: Any, scope: str | None = None) -> dict[str, Any]:
     data = source.get_metrics_data() if hasattr(source, "get_metrics_data") else source
     if data is None:
         return {}
-    return {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics
-            if scope is None or sm.scope.name == scope for m in sm.metrics}
+    return {
+        m.name: m
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        if scope is None or sm.scope.name == scope
+        for m in sm.metrics
+    }
 
 
 def points_by_name(source: Any, scope: str | None = None) -> dict[str, list[Any]]:

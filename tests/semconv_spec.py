@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import yaml
@@ -12,7 +12,7 @@ from .conftest import FIXTURES
 CHECKED_PREFIXES = ("gen_ai.", "hw.", "process.", "system.", "server.", "error.")
 
 
-@lru_cache(maxsize=None)
+@cache
 def details() -> tuple[dict[str, str], dict[str, set[str]], dict[str, set[str]], dict[str, set[str]]]:
     """(metric -> value type, metric -> attributes it requires, span group prefix -> required
     attributes, enum attribute -> its members), from the same YAML."""
@@ -23,18 +23,27 @@ def details() -> tuple[dict[str, str], dict[str, set[str]], dict[str, set[str]],
     for path in sorted((FIXTURES / "semconv").rglob("*.yaml")):
         doc = yaml.safe_load(path.read_text()) or {}
         entries = [(m["name"], m) for m in doc.get("metrics", []) or []]
-        entries += [(g.get("metric_name") or g["id"].removeprefix("metric."), g) for g in doc.get("groups", [])
-                    if g.get("type") == "metric"]
+        entries += [
+            (g.get("metric_name") or g["id"].removeprefix("metric."), g)
+            for g in doc.get("groups", [])
+            if g.get("type") == "metric"
+        ]
         for name, m in entries:
             vt = ((m.get("annotations") or {}).get("code_generation") or {}).get("metric_value_type")
             if vt:
                 value_types[name] = vt
-            required[name] = {a.get("ref") or a.get("id") for a in m.get("attributes", []) or []
-                              if a.get("requirement_level") == "required"} - {None}
+            required[name] = {
+                a.get("ref") or a.get("id")
+                for a in m.get("attributes", []) or []
+                if a.get("requirement_level") == "required"
+            } - {None}
         for group in doc.get("groups", []):
             if group.get("type") == "span":
-                span_required[group["id"]] = {a.get("ref") or a.get("id") for a in group.get("attributes", []) or []
-                                              if a.get("requirement_level") == "required"} - {None}
+                span_required[group["id"]] = {
+                    a.get("ref") or a.get("id")
+                    for a in group.get("attributes", []) or []
+                    if a.get("requirement_level") == "required"
+                } - {None}
             for attr in group.get("attributes", []) or []:
                 if isinstance(attr.get("type"), dict) and "id" in attr:
                     members[attr["id"]] = {str(m["value"]) for m in attr["type"].get("members", [])}
@@ -68,7 +77,7 @@ def check_values(metrics: dict[str, Any], attribute_values: dict[str, set[Any]])
     return problems
 
 
-@lru_cache(maxsize=None)
+@cache
 def spec() -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """(metric name -> (instrument, unit), attribute id -> type name)."""
     metrics: dict[str, tuple[str, str]] = {}
@@ -166,8 +175,14 @@ def check_otlp_files(traces: list[dict], metrics: list[dict], scope: str = "ferr
     spec_metrics, spec_attrs = spec()
     value_types, required, span_required, members = details()
     problems: list[str] = []
-    spans = [sp for d in traces for rs in d["resourceSpans"] for ss in rs["scopeSpans"]
-             if ss["scope"]["name"] == scope for sp in ss["spans"]]
+    spans = [
+        sp
+        for d in traces
+        for rs in d["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        if ss["scope"]["name"] == scope
+        for sp in ss["spans"]
+    ]
     ids = {sp["spanId"] for sp in spans}
 
     def judge_attrs(where: str, attrs: dict[str, tuple[str, Any]]) -> None:
@@ -220,8 +235,9 @@ def check_otlp_files(traces: list[dict], metrics: list[dict], scope: str = "ferr
                         attrs = _otlp_attrs(p.get("attributes"))
                         judge_attrs(f"metric {name}", attrs)
                         if want and kind != "histogram" and ("asInt" in p) != (want == "int"):
-                            problems.append(f"metric {name}: a {'int' if 'asInt' in p else 'double'} point, "
-                                            f"the spec says {want}")
+                            problems.append(
+                                f"metric {name}: a {'int' if 'asInt' in p else 'double'} point, the spec says {want}"
+                            )
                         lacking = required.get(name, set()) - set(attrs)
                         if lacking:
                             problems.append(f"metric {name}: a point lacks required {sorted(lacking)}")

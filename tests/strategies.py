@@ -21,8 +21,11 @@ from ferrum_otel.schema._variant import Variant
 _text = st.text(max_size=12)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False) | _text,
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
     max_leaves=8,
 )
@@ -38,7 +41,7 @@ timestamps = st.one_of(
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     kind = rust_kind(tp)
     if kind in INT_RANGES:
@@ -75,8 +78,12 @@ def strategy_for(tp: Any) -> st.SearchStrategy[Any]:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return st.sampled_from(list(tp))
     if tp is QuantizationConfig:
-        return st.one_of(*(strategy_for(getattr(QuantizationConfig, n)) for n in
-                           ("GPTQ", "AWQ", "FP8", "INT8", "INT4", "SmoothQuant")))
+        return st.one_of(
+            *(
+                strategy_for(getattr(QuantizationConfig, n))
+                for n in ("GPTQ", "AWQ", "FP8", "INT8", "INT4", "SmoothQuant")
+            )
+        )
     if isinstance(tp, type) and issubclass(tp, Variant):
         # The Linux engine does not have Device::Metal; it cannot read it back.
         units = [getattr(tp, n) for n in tp.UNIT if not (tp is Device and n == "Metal")]
@@ -93,8 +100,10 @@ def all_schema_types() -> list[type]:
     out = []
     for name in schema.__all__:
         obj = getattr(schema, name)
-        if isinstance(obj, type) and obj not in (schema.SchemaError, schema.TimestampError) and (
-            attrs.has(obj) or issubclass(obj, (enum.Enum, Variant, str, uuid.UUID)) or obj is QuantizationConfig
+        if (
+            isinstance(obj, type)
+            and obj not in (schema.SchemaError, schema.TimestampError)
+            and (attrs.has(obj) or issubclass(obj, (enum.Enum, Variant, str, uuid.UUID)) or obj is QuantizationConfig)
         ):
             out.append(obj)
     return out

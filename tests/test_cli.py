@@ -36,8 +36,14 @@ def test_gpu_check_without_a_gpu_says_why():
 def _cli(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "ferrum_otel", *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "ferrum_otel", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+    )
 
 
 def test_demo_on_embedded_defaults(tmp_path):
@@ -45,9 +51,18 @@ def test_demo_on_embedded_defaults(tmp_path):
     out = _cli("demo", "--requests", "16", "--concurrency", "4", "--seed", "3", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     report = out.stdout
-    for section in ("ferrum-otel demo: 16 requests", "░ queue   ▓ prefill   █ decode", "time to first token",
-                    "inter-token latency", "end to end", "throughput", "scheduler", "KV cache",
-                    "prefix-cache hit rate", "telemetry went to"):
+    for section in (
+        "ferrum-otel demo: 16 requests",
+        "░ queue   ▓ prefill   █ decode",
+        "time to first token",
+        "inter-token latency",
+        "end to end",
+        "throughput",
+        "scheduler",
+        "KV cache",
+        "prefix-cache hit rate",
+        "telemetry went to",
+    ):
         assert section in report, section
     assert "served 16/16 requests" in out.stderr  # the progress, as plain lines when not on a terminal
     assert report.count("demo-00") >= 6  # the waterfall rows
@@ -77,8 +92,11 @@ def test_demo_ships_to_a_collector(tmp_path):
         out = _cli("demo", "--requests", "8", "--endpoint", rotel.http)
         assert out.returncode == 0, out.stdout + out.stderr
         assert f"OTLP http/protobuf {rotel.http}/v1/traces" in out.stdout
-        wait_for(lambda: sum(sp["Name"] == "text_completion llama-3-8b-sim" for sp in parse_rotel(rotel.output())[0]) == 8,
-                 "8 demo requests in rotel", 30)
+        wait_for(
+            lambda: sum(sp["Name"] == "text_completion llama-3-8b-sim" for sp in parse_rotel(rotel.output())[0]) == 8,
+            "8 demo requests in rotel",
+            30,
+        )
     finally:
         rotel.stop()
 
@@ -156,7 +174,9 @@ def test_convert(tmp_path):
     out = _cli("convert", str(lines), "--output", str(tmp_path / "b"))
     assert "replayed 3 of 3 RequestMetrics" in out.stdout
     assert run_file(tmp_path / "b", "traces").read_text().count('"name":"decode"') == 3
-    out = _cli("convert", str(golden / "SchedulerStats.json"), "--type", "SchedulerStats", "--output", str(tmp_path / "c"))
+    out = _cli(
+        "convert", str(golden / "SchedulerStats.json"), "--type", "SchedulerStats", "--output", str(tmp_path / "c")
+    )
     assert "replayed 1 SchedulerStats as engine-state metrics" in out.stdout
     assert "ferrum.scheduler.requests" in run_file(tmp_path / "c", "metrics").read_text()
     out = _cli("convert", str(golden / "GpuMetrics.json"), "--type", "GpuMetrics", "--output", str(tmp_path / "d"))
@@ -186,8 +206,12 @@ def test_small_things_a_newcomer_hits(monkeypatch):
     out = subprocess.run([sys.executable, "-m", "ferrum_otel", "doctor"], capture_output=True, text=True, env=env)
     assert "no problems found" in out.stdout and "OTEL_SERVICE_NAME not set" in out.stdout
     code = "import sys; sys.modules['pytest'] = None; sys.path.insert(0, '.'); import tests.backends; print('ok')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=__import__("pathlib").Path(__file__).resolve().parents[1],
+    )
     assert out.stdout.strip() == "ok", out.stderr
 
 
@@ -201,8 +225,19 @@ def _demo_spans(folder) -> list[dict]:
 def test_demo_behaves_like_an_engine(tmp_path):
     """The first token comes out of the prefill step; finish_reason is length exactly when max_tokens was
     reached; more clients raise the batch until a limit binds, and the report names the limit."""
-    out = _cli("demo", "--requests", "40", "--concurrency", "64", "--kv-blocks", "4096", "--max-batch", "16",
-               "--output", str(tmp_path / "a"))
+    out = _cli(
+        "demo",
+        "--requests",
+        "40",
+        "--concurrency",
+        "64",
+        "--kv-blocks",
+        "4096",
+        "--max-batch",
+        "16",
+        "--output",
+        str(tmp_path / "a"),
+    )
     assert out.returncode == 0, out.stderr
     assert "batch bound by        max batch (--max-batch 16)" in out.stdout
     spans = _demo_spans(tmp_path / "a")
@@ -210,8 +245,10 @@ def test_demo_behaves_like_an_engine(tmp_path):
     reasons = set()
     for root in (sp for sp in spans if sp["name"].startswith("text_completion")):
         attrs = {a["key"]: a["value"] for a in root["attributes"]}
-        kids = sorted((sp for sp in spans if sp.get("parentSpanId") == root["spanId"]),
-                      key=lambda sp: int(sp["startTimeUnixNano"]))
+        kids = sorted(
+            (sp for sp in spans if sp.get("parentSpanId") == root["spanId"]),
+            key=lambda sp: int(sp["startTimeUnixNano"]),
+        )
         first = next(e for e in root["events"] if e["name"] == "ferrum.request.first_token")
         prefill = [k for k in kids if k["name"] == "prefill"][-1]
         # The first token is marked when the prefill span ends, not a decode step later.

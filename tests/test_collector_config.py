@@ -28,10 +28,29 @@ COLLECTOR_FILES = ["traces-jaeger.yaml", "traces-tempo.yaml", "metrics-prometheu
 # files may use; a type outside this list would stop the Collector at start-up.
 CONTRIB = {
     "receivers": {"otlp", "prometheus", "hostmetrics", "filelog", "otlpjsonfile", "jaeger", "zipkin"},
-    "processors": {"batch", "memory_limiter", "resource", "attributes", "filter", "transform", "tail_sampling",
-                   "k8sattributes", "resourcedetection", "probabilistic_sampler"},
-    "exporters": {"otlp", "otlphttp", "prometheus", "prometheusremotewrite", "debug", "file", "loadbalancing",
-                  "kafka", "zipkin"},
+    "processors": {
+        "batch",
+        "memory_limiter",
+        "resource",
+        "attributes",
+        "filter",
+        "transform",
+        "tail_sampling",
+        "k8sattributes",
+        "resourcedetection",
+        "probabilistic_sampler",
+    },
+    "exporters": {
+        "otlp",
+        "otlphttp",
+        "prometheus",
+        "prometheusremotewrite",
+        "debug",
+        "file",
+        "loadbalancing",
+        "kafka",
+        "zipkin",
+    },
     "extensions": {"health_check", "pprof", "zpages", "basicauth", "bearertokenauth", "file_storage"},
 }
 SIGNALS = {"traces", "metrics", "logs"}
@@ -69,7 +88,9 @@ def test_pipelines_reference_defined_components_of_shipped_types(name):
     for extension in doc["service"].get("extensions", []):
         assert extension in doc.get("extensions", {}), f"{name}: extension {extension} is not defined"
     # Every defined component is used: a leftover would be a silent misconfiguration.
-    used = {c for spec in pipelines.values() for sec in ("receivers", "processors", "exporters") for c in spec.get(sec, [])}
+    used = {
+        c for spec in pipelines.values() for sec in ("receivers", "processors", "exporters") for c in spec.get(sec, [])
+    }
     for section in ("receivers", "processors", "exporters"):
         assert set(doc.get(section) or {}) <= used, f"{name}: unused {section}"
 
@@ -111,8 +132,9 @@ def test_compose_file_is_complete():
 def test_prometheus_scrapes_the_collector_exporter():
     """prometheus.yml scrapes the port the collector's prometheus exporter serves."""
     exporter_port = _load("all.yaml")["exporters"]["prometheus"]["endpoint"].rsplit(":", 1)[1]
-    targets = [t for job in _load("prometheus.yml")["scrape_configs"] for sc in job["static_configs"]
-               for t in sc["targets"]]
+    targets = [
+        t for job in _load("prometheus.yml")["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    ]
     assert f"otel-collector:{exporter_port}" in targets
     sources = {d["name"]: d["url"] for d in _load("grafana-datasources.yaml")["datasources"]}
     assert {"Prometheus", "Tempo", "Jaeger"} <= set(sources)
@@ -122,12 +144,20 @@ def test_rotel_command_line_forwards_traces_and_metrics(tmp_path):
     """collector-config/rotel.sh runs: spans and metrics sent to it reach the next hop."""
     downstream = Rotel(tmp_path)  # stands in for Jaeger and the Collector
     grpc, http = free_port(), free_port()
-    env = {**os.environ, "ROTEL": rotel_binary(), "LISTEN_GRPC": f"127.0.0.1:{grpc}", "LISTEN_HTTP": f"127.0.0.1:{http}",
-           "TRACES_ENDPOINT": downstream.grpc, "METRICS_ENDPOINT": downstream.grpc,
-           "PID_FILE": str(tmp_path / "rotel-sh.pid"), "LOG_FILE": str(tmp_path / "rotel-sh.log")}
+    env = {
+        **os.environ,
+        "ROTEL": rotel_binary(),
+        "LISTEN_GRPC": f"127.0.0.1:{grpc}",
+        "LISTEN_HTTP": f"127.0.0.1:{http}",
+        "TRACES_ENDPOINT": downstream.grpc,
+        "METRICS_ENDPOINT": downstream.grpc,
+        "PID_FILE": str(tmp_path / "rotel-sh.pid"),
+        "LOG_FILE": str(tmp_path / "rotel-sh.log"),
+    }
     out = (tmp_path / "rotel-sh.out").open("w")
-    proc = subprocess.Popen(["bash", str(CONFIG / "rotel.sh")], env=env, stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", str(CONFIG / "rotel.sh")], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         wait_for(lambda: port_open(http), "rotel.sh to listen", 30, proc)
         handle = ferrum_otel.configure(endpoint=f"http://127.0.0.1:{http}", set_global=False, gpu=False)

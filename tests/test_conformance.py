@@ -18,8 +18,19 @@ from .semconv_spec import check_emitted, check_values, details, python_type_name
 
 
 def _everything_tracing_emits(cap):
-    with ferrum_otel.request(model="m", input_tokens=3, max_tokens=8, temperature=0.5, top_p=0.9, top_k=4,
-                             seed=7, stream=True, client_id="c", request_id="ext-1", prompt="p") as req:
+    with ferrum_otel.request(
+        model="m",
+        input_tokens=3,
+        max_tokens=8,
+        temperature=0.5,
+        top_p=0.9,
+        top_k=4,
+        seed=7,
+        stream=True,
+        client_id="c",
+        request_id="ext-1",
+        prompt="p",
+    ) as req:
         req.mark_phase("queue")
         req.mark_phase("prefill")
         req.mark_phase("decode")
@@ -27,9 +38,8 @@ def _everything_tracing_emits(cap):
         req.preempted()
         req.token(2)
         req.add_completion("x")
-    with pytest.raises(ValueError):
-        with ferrum_otel.request(model="m", operation="chat"):
-            raise ValueError("bad")
+    with pytest.raises(ValueError), ferrum_otel.request(model="m", operation="chat"):
+        raise ValueError("bad")
 
     async def cancelled():
         task = asyncio.create_task(_sleeper())
@@ -85,7 +95,9 @@ def test_tracing_conforms_to_the_spec():
         # Unknown is absent: no request gives a zero it did not measure.
         assert root.attributes.get("gen_ai.usage.input_tokens", 1) != 0
         assert root.attributes.get("gen_ai.request.stream", True) is True
-    assert {"gen_ai.server.request.duration", "gen_ai.client.token.usage", "ferrum.engine.requests_total"} <= set(metrics)
+    assert {"gen_ai.server.request.duration", "gen_ai.client.token.usage", "ferrum.engine.requests_total"} <= set(
+        metrics
+    )
     assert "error.type" in attributes and "gen_ai.request.top_k" in attributes
     assert check_emitted(metrics, attributes) == []
 
@@ -114,8 +126,13 @@ def test_each_scope_carries_the_schema_url_of_its_conventions():
         observer.close()
         (span,) = cap.spans("text_completion m")
     assert span.instrumentation_scope.schema_url == "https://opentelemetry.io/schemas/1.41.1"
-    urls = {m.name: sm.scope.schema_url for rm in data.resource_metrics for sm in rm.scope_metrics
-            if sm.scope.name == semconv.SCOPE_NAME for m in sm.metrics}
+    urls = {
+        m.name: sm.scope.schema_url
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        if sm.scope.name == semconv.SCOPE_NAME
+        for m in sm.metrics
+    }
     assert urls["gen_ai.server.request.duration"] == "https://opentelemetry.io/schemas/1.41.1"
     assert urls["ferrum.scheduler.requests"] == "https://opentelemetry.io/schemas/1.44.0"
 
@@ -125,8 +142,10 @@ def _run_files(folder):
 
     from .localfiles import run_file
 
-    return ([_json.loads(line) for line in run_file(folder, "traces").read_text().splitlines()],
-            [_json.loads(line) for line in run_file(folder, "metrics").read_text().splitlines()])
+    return (
+        [_json.loads(line) for line in run_file(folder, "traces").read_text().splitlines()],
+        [_json.loads(line) for line in run_file(folder, "metrics").read_text().splitlines()],
+    )
 
 
 def test_demo_and_examples_conform_to_the_spec(tmp_path):
@@ -161,15 +180,47 @@ def test_the_otlp_checker_catches_what_it_claims():
     def attr(key, **value):
         return {"key": key, "value": value}
 
-    span = {"spanId": "a1", "name": "chat m", "kind": 2, "attributes": [
-        attr("gen_ai.operation.name", stringValue="text_completion"), attr("gen_ai.provider.name", stringValue="x"),
-        attr("gen_ai.request.model", stringValue="m")]}
+    span = {
+        "spanId": "a1",
+        "name": "chat m",
+        "kind": 2,
+        "attributes": [
+            attr("gen_ai.operation.name", stringValue="text_completion"),
+            attr("gen_ai.provider.name", stringValue="x"),
+            attr("gen_ai.request.model", stringValue="m"),
+        ],
+    }
     traces = [{"resourceSpans": [{"scopeSpans": [{"scope": {"name": "ferrum_otel"}, "spans": [span]}]}]}]
-    point = {"asDouble": 1.0, "attributes": [attr("hw.state", stringValue="melting"), attr("hw.type", stringValue="gpu"),
-                                            attr("hw.id", stringValue="g")]}
-    metrics = [{"resourceMetrics": [{"scopeMetrics": [{"scope": {"name": "ferrum_otel"}, "metrics": [
-        {"name": "hw.status", "unit": "%", "sum": {"dataPoints": [point], "isMonotonic": False}}]}]}]}]
+    point = {
+        "asDouble": 1.0,
+        "attributes": [
+            attr("hw.state", stringValue="melting"),
+            attr("hw.type", stringValue="gpu"),
+            attr("hw.id", stringValue="g"),
+        ],
+    }
+    metrics = [
+        {
+            "resourceMetrics": [
+                {
+                    "scopeMetrics": [
+                        {
+                            "scope": {"name": "ferrum_otel"},
+                            "metrics": [
+                                {"name": "hw.status", "unit": "%", "sum": {"dataPoints": [point], "isMonotonic": False}}
+                            ],
+                        }
+                    ]
+                }
+            ]
+        }
+    ]
     problems = "\n".join(check_otlp_files(traces, metrics))
-    for expected in ("kind 2, expected 1", "the name should be 'text_completion m'", "the spec says ('updowncounter', '1')",
-                     "a double point, the spec says int", "hw.state='melting'"):
+    for expected in (
+        "kind 2, expected 1",
+        "the name should be 'text_completion m'",
+        "the spec says ('updowncounter', '1')",
+        "a double point, the spec says int",
+        "hw.state='melting'",
+    ):
         assert expected in problems, (expected, problems)

@@ -133,13 +133,16 @@ def _poisons():
         "set_output_tokens(2**63)": lambda: _with_tokens(lambda r: r.set_output_tokens(2**63)),
         "attribute 2**70": lambda: ferrum_otel.request(model=MODEL, attributes={"n": 2**70}).finish(),
         "RequestMetrics.input_tokens=2**64-1": lambda: ferrum_otel.record_request(
-            m.__class__(**{**_fields(m), "input_tokens": 2**64 - 1})),
+            m.__class__(**{**_fields(m), "input_tokens": 2**64 - 1})
+        ),
         "RequestMetrics.total_time_ms=2**64-1": lambda: ferrum_otel.record_request(
-            m.__class__(**{**_fields(m), "total_time_ms": 2**64 - 1})),
+            m.__class__(**{**_fields(m), "total_time_ms": 2**64 - 1})
+        ),
         "start before 1970": lambda: ferrum_otel.record_request(m, start_time=-5),
         "created_at year 1": lambda: ferrum_otel.record_request(m.__class__(**{**_fields(m), "created_at": year1})),
         "created_at year +10000": lambda: ferrum_otel.record_request(
-            m.__class__(**{**_fields(m), "created_at": year10000})),
+            m.__class__(**{**_fields(m), "created_at": year10000})
+        ),
     }
 
 
@@ -159,8 +162,9 @@ def _with_tokens(fn) -> None:
 def test_one_bad_value_never_poisons_the_rest(tmp_path, caplog, poison):
     """Each bad value mixed into 300 good requests: all 300 arrive (through the real OTLP encoder, into the
     local files) and every metric export succeeds, before and after."""
-    handle = ferrum_otel.configure(output=tmp_path, console=False, metric_interval=0.05, set_global=False,
-                                   gpu=False, memory=False)
+    handle = ferrum_otel.configure(
+        output=tmp_path, console=False, metric_interval=0.05, set_global=False, gpu=False, memory=False
+    )
     bad = _poisons()[poison]
     try:
         for i in range(300):
@@ -172,8 +176,15 @@ def test_one_bad_value_never_poisons_the_rest(tmp_path, caplog, poison):
     finally:
         handle.shutdown()
     docs = [json.loads(line) for line in run_file(tmp_path, "traces").read_text().splitlines()]
-    ids = {a["value"]["stringValue"] for d in docs for rs in d["resourceSpans"] for ss in rs["scopeSpans"]
-           for sp in ss["spans"] for a in sp["attributes"] if a["key"] == s.FERRUM_REQUEST_EXTERNAL_ID}
+    ids = {
+        a["value"]["stringValue"]
+        for d in docs
+        for rs in d["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for sp in ss["spans"]
+        for a in sp["attributes"]
+        if a["key"] == s.FERRUM_REQUEST_EXTERNAL_ID
+    }
     assert {f"good-{i}" for i in range(300)} <= ids
     d = handle.delivery()
     assert d.metric_points.export_failed == 0 and d.metric_points.delivered > 0
@@ -206,8 +217,9 @@ def test_encoder_filter_refuses_one_span_not_its_batch(tmp_path):
 
 def test_counter_overflow_drops_only_that_series(tmp_path):
     """A cumulative counter that outgrows int64 loses its own series; the other metrics keep exporting."""
-    handle = ferrum_otel.configure(output=tmp_path, console=False, metric_interval=0.05, set_global=False,
-                                   gpu=False, memory=False)
+    handle = ferrum_otel.configure(
+        output=tmp_path, console=False, metric_interval=0.05, set_global=False, gpu=False, memory=False
+    )
     try:
         for _ in range(3):
             with ferrum_otel.request(model=MODEL) as req:

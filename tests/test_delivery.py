@@ -89,8 +89,15 @@ def test_faulty_collector_every_span_counted(monkeypatch, caplog, protocol, kind
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     fault = _Fault(kind)
-    handle = ferrum_otel.configure(endpoint=f"http://127.0.0.1:{fault.port}", protocol=protocol, timeout=1,
-                                   metric_interval=0.2, set_global=False, gpu=False, memory=False)
+    handle = ferrum_otel.configure(
+        endpoint=f"http://127.0.0.1:{fault.port}",
+        protocol=protocol,
+        timeout=1,
+        metric_interval=0.2,
+        set_global=False,
+        gpu=False,
+        memory=False,
+    )
     try:
         with caplog.at_level(logging_level()):
             worst = _requests(1500, kind)
@@ -137,8 +144,9 @@ def test_healthy_collector_under_64_threads_counts_queue_drops_exactly(tmp_path,
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
     rotel = Rotel(tmp_path, verbosity="basic")
-    handle = ferrum_otel.configure(endpoint=rotel.grpc, protocol="grpc", timeout=5, set_global=False, gpu=False,
-                                   memory=False)
+    handle = ferrum_otel.configure(
+        endpoint=rotel.grpc, protocol="grpc", timeout=5, set_global=False, gpu=False, memory=False
+    )
     errors: list[BaseException] = []
     worst: list[float] = []
 
@@ -172,8 +180,9 @@ def test_collector_killed_and_restarted_on_the_same_ports(tmp_path, monkeypatch,
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     first = Rotel(tmp_path, verbosity="basic")
     endpoint = first.grpc if protocol == "grpc" else first.http
-    handle = ferrum_otel.configure(endpoint=endpoint, protocol=protocol, timeout=1, set_global=False, gpu=False,
-                                   memory=False)
+    handle = ferrum_otel.configure(
+        endpoint=endpoint, protocol=protocol, timeout=1, set_global=False, gpu=False, memory=False
+    )
     second = None
     try:
         _requests(200, "before")
@@ -224,8 +233,12 @@ def test_process_exits_in_bounded_time_with_a_black_holed_collector(tmp_path, pr
     app = tmp_path / "app.py"
     app.write_text(_APP)
     try:
-        proc = subprocess.Popen([sys.executable, str(app), f"http://127.0.0.1:{hole.port}", protocol, how],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(app), f"http://127.0.0.1:{hole.port}", protocol, how],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         out, err = proc.communicate(timeout=60)
         exited = time.monotonic()
     finally:
@@ -256,8 +269,10 @@ def test_local_files_never_follow_links_and_never_append(tmp_path):
         p.write_text("earlier run\n")
     second = run_files(tmp_path / "out", ("traces", "metrics"))
     assert set(first.values()).isdisjoint(second.values())
-    handles = [ferrum_otel.configure(output=tmp_path / "runs", console=False, set_global=False, gpu=False,
-                                     memory=False) for _ in range(2)]
+    handles = [
+        ferrum_otel.configure(output=tmp_path / "runs", console=False, set_global=False, gpu=False, memory=False)
+        for _ in range(2)
+    ]
     for h in handles:
         h.shutdown()
     assert len(list((tmp_path / "runs").glob("traces-*.jsonl"))) == 2

@@ -43,8 +43,9 @@ def test_sdk_to_rotel(tmp_path, protocol, fake_gpu):
     rotel = Rotel(tmp_path)
     try:
         endpoint = rotel.grpc if protocol == "grpc" else rotel.http
-        handle = ferrum_otel.configure(endpoint=endpoint, protocol=protocol, service_name="e2e",
-                                       metric_interval=0.5, set_global=False, gpu=True)
+        handle = ferrum_otel.configure(
+            endpoint=endpoint, protocol=protocol, service_name="e2e", metric_interval=0.5, set_global=False, gpu=True
+        )
         _one_request()
         time.sleep(0.2)  # let the slow GPU cadence read once
         handle.shutdown()
@@ -77,7 +78,9 @@ def test_sdk_to_rotel(tmp_path, protocol, fake_gpu):
     assert ttft["points"][0]["count"] == 1
     assert tuple(by_name["gen_ai.server.request.duration"]["points"][0]["bounds"]) == s.SERVER_REQUEST_DURATION.buckets
     assert by_name["hw.power"]["unit"] == "W"
-    assert by_name["hw.power"]["points"][0]["value"] == pytest.approx(fake_gpu["devices"][0]["idle"]["power_usage_mw"] / 1000)
+    assert by_name["hw.power"]["points"][0]["value"] == pytest.approx(
+        fake_gpu["devices"][0]["idle"]["power_usage_mw"] / 1000
+    )
     assert by_name["hw.energy"]["type"] == "Sum" and by_name["hw.gpu.memory.usage"]["unit"] == "By"
     assert by_name["hw.power"]["points"][0]["attributes"]["hw.id"] == f"Str({fake_gpu['devices'][0]['idle']['uuid']})"
 
@@ -87,17 +90,30 @@ def test_sdk_to_rotel_to_phoenix(tmp_path):
     phoenix = Phoenix(tmp_path)
     rotel = None
     try:
-        rotel = Rotel(tmp_path, exporter_args=[
-            "--exporters-traces", "otlp", "--exporters-metrics", "blackhole", "--exporters-logs", "blackhole",
-            "--otlp-exporter-endpoint", f"http://127.0.0.1:{phoenix.grpc_port}", "--otlp-exporter-protocol", "grpc",
-        ])
-        handle = ferrum_otel.configure(endpoint=rotel.grpc, protocol="grpc", service_name="e2e-phoenix",
-                                       set_global=False, gpu=False, memory=False)
+        rotel = Rotel(
+            tmp_path,
+            exporter_args=[
+                "--exporters-traces",
+                "otlp",
+                "--exporters-metrics",
+                "blackhole",
+                "--exporters-logs",
+                "blackhole",
+                "--otlp-exporter-endpoint",
+                f"http://127.0.0.1:{phoenix.grpc_port}",
+                "--otlp-exporter-protocol",
+                "grpc",
+            ],
+        )
+        handle = ferrum_otel.configure(
+            endpoint=rotel.grpc, protocol="grpc", service_name="e2e-phoenix", set_global=False, gpu=False, memory=False
+        )
         for _ in range(3):
             _one_request(3)
         handle.shutdown()
-        stored = wait_for(lambda: (lambda sp: sp if len(sp) >= 12 else None)(phoenix.spans()),
-                          "12 spans stored in Phoenix", 60)
+        stored = wait_for(
+            lambda: (lambda sp: sp if len(sp) >= 12 else None)(phoenix.spans()), "12 spans stored in Phoenix", 60
+        )
     finally:
         if rotel is not None:
             rotel.stop()
@@ -106,8 +122,9 @@ def test_sdk_to_rotel_to_phoenix(tmp_path):
     assert len(roots) == 3
     for root in roots:
         assert root["parent_id"] is None
-        kids = sorted((sp for sp in stored if sp["parent_id"] == root["context"]["span_id"]),
-                      key=lambda sp: sp["start_time"])
+        kids = sorted(
+            (sp for sp in stored if sp["parent_id"] == root["context"]["span_id"]), key=lambda sp: sp["start_time"]
+        )
         assert [k["name"] for k in kids] == ["queue", "prefill", "decode"]
         assert all(k["context"]["trace_id"] == root["context"]["trace_id"] for k in kids)
         assert root["attributes"][s.GEN_AI_USAGE_OUTPUT_TOKENS] == 3
@@ -117,8 +134,9 @@ def test_sdk_to_rotel_to_phoenix(tmp_path):
 def test_prometheus_scrapes_ttft_and_gpu(tmp_path, fake_gpu):
     """Prometheus scrapes ferrum-otel's endpoint: histogram_quantile over TTFT, and a GPU gauge."""
     port = free_port()
-    handle = ferrum_otel.configure(prometheus=f"127.0.0.1:{port}", output=tmp_path / "telemetry", console=False,
-                                   set_global=False, gpu=True)
+    handle = ferrum_otel.configure(
+        prometheus=f"127.0.0.1:{port}", output=tmp_path / "telemetry", console=False, set_global=False, gpu=True
+    )
     prom = None
     try:
         for _ in range(20):
@@ -127,7 +145,8 @@ def test_prometheus_scrapes_ttft_and_gpu(tmp_path, fake_gpu):
 
         def quantile():
             result = prom.query(
-                "histogram_quantile(0.9, sum by (le) (gen_ai_server_time_to_first_token_seconds_bucket))")
+                "histogram_quantile(0.9, sum by (le) (gen_ai_server_time_to_first_token_seconds_bucket))"
+            )
             return result if result and result[0]["value"][1] not in ("NaN", "+Inf") else None
 
         result = wait_for(quantile, "the TTFT histogram in Prometheus", 60)

@@ -58,8 +58,12 @@ def test_engine_json(tmp_path):
     out = _run("engine_json.py", str(tmp_path))
     assert "1532 ms" in out.stdout and "preempted 2x" in out.stdout
     spans = _spans(tmp_path)
-    assert {sp["name"] for sp in spans} == {"text_completion meta-llama/Llama-3.1-8B-Instruct", "queue", "prefill",
-                                            "decode"}
+    assert {sp["name"] for sp in spans} == {
+        "text_completion meta-llama/Llama-3.1-8B-Instruct",
+        "queue",
+        "prefill",
+        "decode",
+    }
     metrics = run_file(tmp_path, "metrics").read_text()
     assert "ferrum.scheduler.requests" in metrics and "gen_ai.server.time_to_first_token" in metrics
 
@@ -76,6 +80,8 @@ def test_hf_generate(tmp_path):
     spans = _spans(tmp_path)
     (root,) = [sp for sp in spans if sp["name"] == "text_completion tiny-llama-random"]
     assert _attr(root, "gen_ai.usage.output_tokens") == "16" and _attr(root, "gen_ai.usage.input_tokens") == "24"
-    kids = sorted((sp for sp in spans if sp.get("parentSpanId") == root["spanId"]), key=lambda sp: int(sp["startTimeUnixNano"]))
+    kids = sorted(
+        (sp for sp in spans if sp.get("parentSpanId") == root["spanId"]), key=lambda sp: int(sp["startTimeUnixNano"])
+    )
     assert [k["name"] for k in kids] == ["prefill", "decode"]
     assert _attr(kids[1], "ferrum.phase.tokens_processed") == "15"  # the first token ends prefill

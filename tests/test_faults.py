@@ -47,8 +47,14 @@ def _our_lines(caplog) -> list[logging.LogRecord]:
 def test_collector_down_from_the_start(caplog, protocol):
     """Nothing listening: requests run at full speed, shutdown is bounded and says what it dropped."""
     port = free_port()
-    handle = ferrum_otel.configure(endpoint=f"http://127.0.0.1:{port}", protocol=protocol, timeout=1,
-                                   metric_interval=0.2, set_global=False, gpu=False)
+    handle = ferrum_otel.configure(
+        endpoint=f"http://127.0.0.1:{port}",
+        protocol=protocol,
+        timeout=1,
+        metric_interval=0.2,
+        set_global=False,
+        gpu=False,
+    )
     with caplog.at_level(logging.WARNING):
         assert _requests(200, "down") < REQUEST_BOUND_S
         time.sleep(0.3)
@@ -98,8 +104,9 @@ def test_slow_collector_never_slows_requests_and_memory_stays_bounded(caplog, mo
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "256")
     monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "128")
     hole = BlackHole()
-    handle = ferrum_otel.configure(endpoint=f"http://127.0.0.1:{hole.port}", timeout=1, set_global=False,
-                                   gpu=False, memory=False)
+    handle = ferrum_otel.configure(
+        endpoint=f"http://127.0.0.1:{hole.port}", timeout=1, set_global=False, gpu=False, memory=False
+    )
     try:
         _requests(50, "warm")
         assert _requests(1000, "slow") < REQUEST_BOUND_S
@@ -122,13 +129,17 @@ def test_collector_killed_and_restarted(tmp_path, monkeypatch):
     """rotel killed mid-run: requests go on unharmed; after its restart, new spans arrive."""
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
     rotel = Rotel(tmp_path)
-    handle = ferrum_otel.configure(endpoint=rotel.grpc, protocol="grpc", timeout=1, set_global=False,
-                                   gpu=False, memory=False)
+    handle = ferrum_otel.configure(
+        endpoint=rotel.grpc, protocol="grpc", timeout=1, set_global=False, gpu=False, memory=False
+    )
     second = None
     try:
         _requests(3, "before")
-        wait_for(lambda: sum(1 for sp in parse_rotel(rotel.output())[0] if sp["Name"] == f"text_completion {MODEL}") >= 3,
-                 "the first spans in rotel", 30)
+        wait_for(
+            lambda: sum(1 for sp in parse_rotel(rotel.output())[0] if sp["Name"] == f"text_completion {MODEL}") >= 3,
+            "the first spans in rotel",
+            30,
+        )
         rotel.kill()
         assert _requests(20, "while-down") < REQUEST_BOUND_S
         time.sleep(0.5)
@@ -137,7 +148,9 @@ def test_collector_killed_and_restarted(tmp_path, monkeypatch):
         def after_arrived():
             _requests(2, "after")
             spans = parse_rotel(second.output())[0]
-            return [sp for sp in spans if sp["attributes"].get(s.FERRUM_REQUEST_EXTERNAL_ID, "").startswith("Str(after")]
+            return [
+                sp for sp in spans if sp["attributes"].get(s.FERRUM_REQUEST_EXTERNAL_ID, "").startswith("Str(after")
+            ]
 
         assert wait_for(after_arrived, "spans sent after the restart", 60)
     finally:

@@ -130,8 +130,7 @@ def test_generator_abandoned_with_close(cap):
     @ferrum_otel.instrument(model=MODEL)
     def stream():
         try:
-            for i in range(100):
-                yield i
+            yield from range(100)
         finally:
             cleaned.append(True)
 
@@ -278,7 +277,9 @@ def test_methods_and_per_call_model(cap):
         def __init__(self, name):
             self.name = name
 
-        @ferrum_otel.instrument(model=lambda self, prompt, **kw: self.name, client_id=lambda self, prompt, **kw: kw.get("user"))
+        @ferrum_otel.instrument(
+            model=lambda self, prompt, **kw: self.name, client_id=lambda self, prompt, **kw: kw.get("user")
+        )
         def generate(self, prompt, user=None):
             return prompt[::-1]
 

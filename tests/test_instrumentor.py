@@ -44,7 +44,10 @@ def test_instrument_and_uninstrument():
         (span,) = [sp for sp in exporter.get_finished_spans() if sp.name == "text_completion m"]
         scope = span.instrumentation_scope
         assert (scope.name, scope.version, scope.schema_url) == (
-            "ferrum_otel", ferrum_otel.__version__, semconv.SCHEMA_URL)
+            "ferrum_otel",
+            ferrum_otel.__version__,
+            semconv.SCHEMA_URL,
+        )
         assert "process.memory.usage" in metrics_by_name(reader)
     finally:
         instrumentor.uninstrument()
@@ -56,7 +59,8 @@ def test_instrument_and_uninstrument():
 def test_opentelemetry_instrument_with_no_code_change(tmp_path):
     """`opentelemetry-instrument python app.py` traces an @instrument function the app never configured."""
     app = tmp_path / "app.py"
-    app.write_text(textwrap.dedent("""
+    app.write_text(
+        textwrap.dedent("""
         import ferrum_otel
 
         @ferrum_otel.instrument(model="tiny")
@@ -64,12 +68,26 @@ def test_opentelemetry_instrument_with_no_code_change(tmp_path):
             yield from prompt.split()
 
         print("tokens:", len(list(generate("a b c"))))
-    """))
+    """)
+    )
     bindir = __import__("pathlib").Path(sys.executable).parent
     out = subprocess.run(
-        [str(bindir / "opentelemetry-instrument"), "--traces_exporter", "console", "--metrics_exporter", "none",
-         "--logs_exporter", "none", "--service_name", "app", sys.executable, str(app)],
-        capture_output=True, text=True, timeout=120,
+        [
+            str(bindir / "opentelemetry-instrument"),
+            "--traces_exporter",
+            "console",
+            "--metrics_exporter",
+            "none",
+            "--logs_exporter",
+            "none",
+            "--service_name",
+            "app",
+            sys.executable,
+            str(app),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "tokens: 3" in out.stdout
@@ -145,23 +163,44 @@ def test_under_opentelemetry_instrument_the_prometheus_scrape_is_valid(tmp_path)
     if promtool is None:
         unavailable("promtool is not installed (it comes with Debian's prometheus)")
     app = tmp_path / "app.py"
-    app.write_text(textwrap.dedent("""
+    app.write_text(
+        textwrap.dedent("""
         import sys, time, ferrum_otel
         with ferrum_otel.request(model="tiny") as r:
             r.token(); r.token()
         print("ready", flush=True)
         time.sleep(float(sys.argv[1]))
-    """))
+    """)
+    )
     bindir = __import__("pathlib").Path(sys.executable).parent
 
     def scrape_under_instrument(extra_env: dict[str, str]) -> str:
         port = free_port()
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
-               "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1", "OTEL_EXPORTER_PROMETHEUS_PORT": str(port), **extra_env}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+            "OTEL_EXPORTER_PROMETHEUS_HOST": "127.0.0.1",
+            "OTEL_EXPORTER_PROMETHEUS_PORT": str(port),
+            **extra_env,
+        }
         proc = subprocess.Popen(
-            [str(bindir / "opentelemetry-instrument"), "--traces_exporter", "none", "--metrics_exporter",
-             "prometheus", "--logs_exporter", "none", "--service_name", "app", sys.executable, str(app), "30"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                str(bindir / "opentelemetry-instrument"),
+                "--traces_exporter",
+                "none",
+                "--metrics_exporter",
+                "prometheus",
+                "--logs_exporter",
+                "none",
+                "--service_name",
+                "app",
+                sys.executable,
+                str(app),
+                "30",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         try:
             assert proc.stdout.readline().strip() == "ready"

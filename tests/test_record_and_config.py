@@ -35,7 +35,10 @@ def test_record_request_from_golden_json():
         assert root.start_time == m.created_at.unix_nanos
         assert root.end_time - root.start_time == 1532 * 1_000_000
         assert [(c.name, (c.end_time - c.start_time) // 1_000_000) for c in children] == [
-            ("queue", 12), ("prefill", 85), ("decode", 1435)]
+            ("queue", 12),
+            ("prefill", 85),
+            ("decode", 1435),
+        ]
         assert children[0].start_time == root.start_time
         assert children[1].start_time == children[0].end_time and children[2].start_time == children[1].end_time
         a = root.attributes
@@ -68,7 +71,7 @@ def test_record_request_with_phase_metrics_and_context():
 def test_record_request_refuses_bad_input():
     """Wrong types and unknown phase names are clear errors in strict mode (capture's default)."""
     with capture():
-        with pytest.raises(InvalidArgument, match="metrics=.* is not a RequestMetrics"):
+        with pytest.raises(InvalidArgument, match=r"metrics=.* is not a RequestMetrics"):
             ferrum_otel.record_request({"request_id": "x"})
         m = _golden("RequestMetrics", RequestMetrics)
         with pytest.raises(InvalidArgument, match="name='warmup' is not a phase"):
@@ -91,8 +94,11 @@ def test_record_request_refuses_bad_input():
         ({"metric_interval": 0}, {}, "metric_interval: expected a positive number"),
         ({}, {"OTEL_METRIC_EXPORT_INTERVAL": "soon"}, "OTEL_METRIC_EXPORT_INTERVAL: 'soon'"),
         ({"service_name": ""}, {}, "service_name"),
-        ({}, {"OTEL_BSP_MAX_QUEUE_SIZE": "10"},
-         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512) must not exceed OTEL_BSP_MAX_QUEUE_SIZE (10)"),
+        (
+            {},
+            {"OTEL_BSP_MAX_QUEUE_SIZE": "10"},
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE (512) must not exceed OTEL_BSP_MAX_QUEUE_SIZE (10)",
+        ),
         ({"prometheus": "9464"}, {}, "prometheus: '9464' is not host:port"),
     ],
 )
@@ -107,10 +113,18 @@ def test_bad_settings_refused_at_configure(monkeypatch, kwargs, env, message):
 
 def test_endpoint_resolution():
     """endpoint is a base URL: HTTP adds per-signal paths, gRPC does not, per-signal variables win."""
+
     def res(**kw):
         env = kw.pop("env", {})
-        base = dict(service_name=None, endpoint=None, protocol=None, headers=None, resource_attributes=None,
-                    metric_interval=None, timeout=None)
+        base = dict(
+            service_name=None,
+            endpoint=None,
+            protocol=None,
+            headers=None,
+            resource_attributes=None,
+            metric_interval=None,
+            timeout=None,
+        )
         base.update(kw)
         return resolve(**base, env=env)
 
@@ -118,8 +132,12 @@ def test_endpoint_resolution():
     assert st.protocol == "http/protobuf"
     assert st.endpoints == {"traces": "http://c:4318/v1/traces", "metrics": "http://c:4318/v1/metrics"}
     assert res(endpoint="http://c:4317", protocol="grpc").endpoints["traces"] == "http://c:4317"
-    st = res(env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318/",
-                  "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:9/custom"})
+    st = res(
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318/",
+            "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://m:9/custom",
+        }
+    )
     assert st.endpoints == {"traces": "http://a:4318/v1/traces", "metrics": "http://m:9/custom"}
     assert res(endpoint=False, env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1"}).endpoints == {}
     st = res(env={"OTEL_EXPORTER_OTLP_HEADERS": "api-key=s%20e,x=1", "OTEL_METRIC_EXPORT_INTERVAL": "500"})
@@ -128,7 +146,11 @@ def test_endpoint_resolution():
 
 def test_embedded_default_writes_otlp_json_and_a_summary(tmp_path, monkeypatch, capsys):
     """No endpoint, no providers: OTLP JSON lines in local files and a summary; the network is never used."""
-    for var in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+    for var in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    ):
         monkeypatch.delenv(var, raising=False)
 
     def no_network(*a, **k):
@@ -150,13 +172,16 @@ def test_embedded_default_writes_otlp_json_and_a_summary(tmp_path, monkeypatch, 
     names = {sp["name"] for sp in spans}
     assert names == {"text_completion m", "prefill", "decode"}
     root = next(sp for sp in spans if sp["name"] == "text_completion m")
-    assert len(root["traceId"]) == 32 and int(root["traceId"], 16) and root["kind"] == 1  # SPAN_KIND_INTERNAL: no remote parent
+    assert (
+        len(root["traceId"]) == 32 and int(root["traceId"], 16) and root["kind"] == 1
+    )  # SPAN_KIND_INTERNAL: no remote parent
     assert all(sp["parentSpanId"] == root["spanId"] for sp in spans if sp is not root)
     resource = {a["key"]: a["value"] for a in docs[0]["resourceSpans"][0]["resource"]["attributes"]}
     assert resource["service.name"] == {"stringValue": "svc"}
     metrics = [json.loads(line) for line in run_file(tmp_path, "metrics").read_text().splitlines()]
-    metric_names = {m["name"] for d in metrics for rm in d["resourceMetrics"] for sm in rm["scopeMetrics"]
-                    for m in sm["metrics"]}
+    metric_names = {
+        m["name"] for d in metrics for rm in d["resourceMetrics"] for sm in rm["scopeMetrics"] for m in sm["metrics"]
+    }
     assert "gen_ai.server.time_to_first_token" in metric_names
     err = capsys.readouterr().err
     assert "ferrum-otel: 1 requests (0 failed, 0 cancelled), 2 output tokens" in err

@@ -70,8 +70,17 @@ def test_every_fixture_type_is_importable():
 def test_construction_refuses_wrong_values(kwargs, message):
     """A value the Rust field cannot hold raises SchemaError naming class, field and reason."""
     good = dict(
-        request_id=RequestId.new(), model_id="m", created_at=Timestamp.now(), total_time_ms=1, queue_time_ms=0,
-        prefill_time_ms=0, decode_time_ms=1, input_tokens=1, output_tokens=1, was_preempted=False, preemption_count=0,
+        request_id=RequestId.new(),
+        model_id="m",
+        created_at=Timestamp.now(),
+        total_time_ms=1,
+        queue_time_ms=0,
+        prefill_time_ms=0,
+        decode_time_ms=1,
+        input_tokens=1,
+        output_tokens=1,
+        was_preempted=False,
+        preemption_count=0,
     )
     with pytest.raises(SchemaError, match=message):
         schema.RequestMetrics(**{**good, **kwargs})
@@ -80,19 +89,24 @@ def test_construction_refuses_wrong_values(kwargs, message):
 def test_assignment_is_checked_too():
     """Setting a field later runs the same check as construction."""
     m = MemoryUsage(total_bytes=1, used_bytes=1, free_bytes=0, cache_memory_bytes=0, utilization_percent=0.0)
-    with pytest.raises(SchemaError, match="MemoryUsage.used_bytes"):
+    with pytest.raises(SchemaError, match=r"MemoryUsage\.used_bytes"):
         m.used_bytes = -5
 
 
 def test_values_are_normalised():
     """f32 fields round to f32, ints are accepted for floats, strings become ids, datetimes become Timestamps."""
-    g = schema.GpuMetrics(utilization_percent=0.1, memory_used_bytes=1, memory_total_bytes=2,
-                          temperature_celsius=40, power_watts=1e39)
+    g = schema.GpuMetrics(
+        utilization_percent=0.1, memory_used_bytes=1, memory_total_bytes=2, temperature_celsius=40, power_watts=1e39
+    )
     assert g.utilization_percent == 0.10000000149011612
     assert g.temperature_celsius == 40.0 and isinstance(g.temperature_celsius, float)
     assert g.power_watts == math.inf  # 1e39 overflows f32, as `1e39 as f32` does
-    e = schema.ErrorEvent(timestamp=dt.datetime(2024, 5, 17, 12, 0, tzinfo=dt.timezone.utc), error_type="t",
-                          message="m", request_id=str(uuid.UUID(int=5)))
+    e = schema.ErrorEvent(
+        timestamp=dt.datetime(2024, 5, 17, 12, 0, tzinfo=dt.timezone.utc),
+        error_type="t",
+        message="m",
+        request_id=str(uuid.UUID(int=5)),
+    )
     assert e.timestamp == Timestamp.parse("2024-05-17T12:00:00Z")
     assert isinstance(e.request_id, RequestId)
 
@@ -109,8 +123,9 @@ def _edge(name: str):
     return path.read_text(), loads(path.read_text(), getattr(schema, name.split(".")[0]))
 
 
-@pytest.mark.parametrize("case", ["calc_75_percent", "calc_one_third", "calc_over_100", "calc_realistic",
-                                  "calc_total_zero", "usize_max"])
+@pytest.mark.parametrize(
+    "case", ["calc_75_percent", "calc_one_third", "calc_over_100", "calc_realistic", "calc_total_zero", "usize_max"]
+)
 def test_calculate_utilization_matches_rust_f32(case):
     """calculate_utilization() recomputes exactly the f32 value Rust wrote (60.000004, not 60.0)."""
     text, recorded = _edge(f"MemoryUsage.{case}")
@@ -157,7 +172,11 @@ def test_component_status_entries_in_order():
     """entries() gives the six components in declaration order."""
     status = ComponentStatus.healthy()
     assert [c.message for c in status.entries()] == [
-        "scheduler healthy", "model healthy", "tokenizer healthy", "kv_cache healthy", "memory healthy",
+        "scheduler healthy",
+        "model healthy",
+        "tokenizer healthy",
+        "kv_cache healthy",
+        "memory healthy",
         "backend healthy",
     ]
 
@@ -183,8 +202,12 @@ class TestTimestamp:
 
     def test_keeps_nanoseconds_leap_seconds_and_far_years(self):
         """What a datetime cannot hold survives a parse/format round trip."""
-        for text in ["2024-05-17T12:34:56.123456789Z", "2016-12-31T23:59:60.500Z", "+10000-01-01T00:00:00Z",
-                     "-0001-01-01T00:00:00Z"]:
+        for text in [
+            "2024-05-17T12:34:56.123456789Z",
+            "2016-12-31T23:59:60.500Z",
+            "+10000-01-01T00:00:00Z",
+            "-0001-01-01T00:00:00Z",
+        ]:
             assert Timestamp.parse(text).isoformat() == text
 
     def test_refuses_what_chrono_refuses(self):
@@ -203,7 +226,7 @@ class TestTimestamp:
         d = schema.Duration.from_secs_f64(2.5)
         assert (d.secs, d.nanos) == (2, 500_000_000)
         assert d.total_seconds() == 2.5 and d.to_timedelta() == dt.timedelta(seconds=2.5)
-        with pytest.raises(SchemaError, match="nanos must be 0..=999999999"):
+        with pytest.raises(SchemaError, match=r"nanos must be 0\.\.=999999999"):
             schema.Duration(1, 10**9)
 
     def test_datetime_out_of_python_range(self):

@@ -132,8 +132,10 @@ def test_duplicate_unknown_field_is_ignored():
 def test_number_beyond_f64_is_refused():
     """1e400 does not fit an f64: serde refuses it rather than reading infinity."""
     with pytest.raises(WireFormatError, match="out of range"):
-        loads('{"rx_bytes_per_sec":1,"tx_bytes_per_sec":1,"rx_packets_per_sec":1,"tx_packets_per_sec":1e400}',
-              schema.NetworkMetrics)
+        loads(
+            '{"rx_bytes_per_sec":1,"tx_bytes_per_sec":1,"rx_packets_per_sec":1,"tx_packets_per_sec":1e400}',
+            schema.NetworkMetrics,
+        )
 
 
 def test_bytes_input_and_bad_utf8():
@@ -191,6 +193,12 @@ def test_serde_adjacent_tag_on_response_format():
 def test_every_serde_attribute_in_the_sources_is_covered():
     """The crate's sources hold exactly the serde attributes the two tests above pin down."""
     seed = FIXTURES.parent / "seed" / "ferrum-types-0.6.0"
-    found = sorted({line.strip() for p in seed.glob("*.rs") for line in p.read_text().splitlines()
-                    if line.strip().startswith("#[serde(")})
-    assert found == ['#[serde(default)]', '#[serde(tag = "type", content = "schema")]']
+    found = sorted(
+        {
+            line.strip()
+            for p in seed.glob("*.rs")
+            for line in p.read_text().splitlines()
+            if line.strip().startswith("#[serde(")
+        }
+    )
+    assert found == ["#[serde(default)]", '#[serde(tag = "type", content = "schema")]']

@@ -13,7 +13,11 @@ from ferrum_otel.serde import WireFormatError, dumps, from_builtins, loads, to_b
 from .strategies import all_schema_types, json_values, strategy_for
 
 TYPES = all_schema_types()
-_settings = settings(max_examples=int(__import__("os").environ.get("FERRUM_OTEL_EXAMPLES", "40")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_settings = settings(
+    max_examples=int(__import__("os").environ.get("FERRUM_OTEL_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 def test_every_type_is_covered():

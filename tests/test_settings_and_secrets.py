@@ -24,8 +24,11 @@ from .localfiles import run_file
 @pytest.mark.parametrize(
     ("kwargs", "env", "message"),
     [
-        ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%0D%0AX-Injected: 1"},
-         "OTEL_EXPORTER_OTLP_HEADERS: the value of 'api-key' holds a control character"),
+        (
+            {},
+            {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=abc%0D%0AX-Injected: 1"},
+            "OTEL_EXPORTER_OTLP_HEADERS: the value of 'api-key' holds a control character",
+        ),
         ({}, {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=a%00b"}, "holds a control character"),
         ({"headers": {"api-key": "a\x00b"}}, {}, "headers: the value of 'api-key' holds a control character"),
         ({"endpoint": "http://collector :4318"}, {}, "holds whitespace"),
@@ -62,17 +65,28 @@ def test_no_secret_in_any_output(monkeypatch, tmp_path, caplog):
     out = io.StringIO()
     assert main(["doctor"], out=out) == 1
     assert "entry 2 is not key=value" in out.getvalue()
-    env = {**_env(), "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{SECRET}",
-           "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://admin:{SECRET}@127.0.0.1:9/?token={SECRET}"}
+    env = {
+        **_env(),
+        "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer%20{SECRET}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://admin:{SECRET}@127.0.0.1:9/?token={SECRET}",
+    }
     for key in ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_ENDPOINT"):
         monkeypatch.setenv(key, env[key])
     out = io.StringIO()
     main(["doctor"], out=out)
     texts = [out.getvalue()] + [r.getMessage() for r in caplog.records]
-    for args, rc in ((["demo", "--requests", "4", "--concurrency", "2", "--output", str(tmp_path / "d")], 1),
-                     (["convert", str(FIXTURES / "serde" / "valid" / "RequestMetrics.json")], 1)):
-        done = subprocess.run([sys.executable, "-m", "ferrum_otel", *args], capture_output=True, text=True,
-                              timeout=120, env=env, cwd=tmp_path)
+    for args, rc in (
+        (["demo", "--requests", "4", "--concurrency", "2", "--output", str(tmp_path / "d")], 1),
+        (["convert", str(FIXTURES / "serde" / "valid" / "RequestMetrics.json")], 1),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "ferrum_otel", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=tmp_path,
+        )
         assert done.returncode == rc, done.stderr[-2000:]
         texts += [done.stdout, done.stderr]
     joined = "\n".join(texts)
@@ -85,8 +99,16 @@ def test_query_string_is_never_spliced_into_the_signal_path():
     """A base endpoint with a query keeps the query after the signal path."""
     from ferrum_otel._settings import resolve
 
-    s = resolve(service_name=None, endpoint="http://h:4318/base?tenant=a", protocol=None, headers=None,
-                resource_attributes=None, metric_interval=None, timeout=None, env={})
+    s = resolve(
+        service_name=None,
+        endpoint="http://h:4318/base?tenant=a",
+        protocol=None,
+        headers=None,
+        resource_attributes=None,
+        metric_interval=None,
+        timeout=None,
+        env={},
+    )
     assert s.endpoints["traces"] == "http://h:4318/base/v1/traces?tenant=a"
 
 
@@ -98,11 +120,18 @@ def test_convert_20000_records_all_arrive_with_a_small_queue(tmp_path):
     src.write_text((one + "\n") * 20_000)
     env = {"OTEL_BSP_MAX_QUEUE_SIZE": "64", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "32"}
     # VmHWM, not ru_maxrss: Linux carries the forking parent's (pytest's) peak across exec into ru_maxrss.
-    script = ("import re, sys; from ferrum_otel.cli import main; rc = main(sys.argv[1:]); "
-              "print('maxrss_kb', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
-              "sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", script, "convert", str(src), "--output", str(tmp_path / "o")],
-                         capture_output=True, text=True, timeout=600, env={**_env(), **env})
+    script = (
+        "import re, sys; from ferrum_otel.cli import main; rc = main(sys.argv[1:]); "
+        "print('maxrss_kb', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
+        "sys.exit(rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, "convert", str(src), "--output", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**_env(), **env},
+    )
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.split("maxrss_kb")[1]) < 150 * 1024
     assert "replayed 20000 of 20000 RequestMetrics" in out.stdout and "nothing lost" in out.stdout
@@ -122,12 +151,21 @@ def test_convert_refuses_broken_input_in_one_line(tmp_path):
     deep.write_text("[" * 100_000 + "]" * 100_000)
     broken = tmp_path / "broken.jsonl"
     one = json.dumps(json.loads((FIXTURES / "serde" / "valid" / "RequestMetrics.json").read_text()))
-    broken.write_text(f"{one}\n{one}\n{{\"request_id\": ,}}\n")
+    broken.write_text(f'{one}\n{one}\n{{"request_id": ,}}\n')
     dup = tmp_path / "dup.jsonl"
     dup.write_text(f"{one}\n" + one.replace('{"request_id"', '{"input_tokens": 1, "request_id"') + "\n")
-    for path, reason in ((deep, "nested too deeply"), (broken, "line 3: Expecting value"), (dup, "line 2: cannot read RequestMetrics: duplicate field")):
-        out = subprocess.run([sys.executable, "-m", "ferrum_otel", "convert", str(path), "--output",
-                              str(tmp_path / "o")], capture_output=True, text=True, timeout=120, env=_env())
+    for path, reason in (
+        (deep, "nested too deeply"),
+        (broken, "line 3: Expecting value"),
+        (dup, "line 2: cannot read RequestMetrics: duplicate field"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "ferrum_otel", "convert", str(path), "--output", str(tmp_path / "o")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_env(),
+        )
         assert out.returncode == 2
         assert "Traceback" not in out.stderr
         (line,) = out.stderr.strip().splitlines()
@@ -171,7 +209,7 @@ def test_reading_a_huge_array_keeps_memory_bounded():
 def test_iter_documents_shapes():
     """One document, JSON lines and an array give the same values; errors name the line."""
     docs = [{"a": 1}, {"a": 2}]
-    for text in ('{"a": 1}\n{"a": 2}\n', '[{"a": 1},\n {"a": 2}]', ' [ ] '):
+    for text in ('{"a": 1}\n{"a": 2}\n', '[{"a": 1},\n {"a": 2}]', " [ ] "):
         got = [v for _l, v in iter_documents(io.StringIO(text), "x")]
         assert got == (docs if "a" in text else [])
     with pytest.raises(InputError, match=r"x, line 2: ',' or ']' expected"):

@@ -43,8 +43,9 @@ def _stream(req, n=4, gap=0.0005):
 
 def test_context_manager_span_tree_and_attributes(cap):
     """with request(): an INTERNAL root span (no remote caller) with queue, prefill and decode children."""
-    with ferrum_otel.request(model=MODEL, input_tokens=12, max_tokens=64, temperature=0.7, top_p=0.9,
-                             stream=True, client_id="tenant-a") as req:
+    with ferrum_otel.request(
+        model=MODEL, input_tokens=12, max_tokens=64, temperature=0.7, top_p=0.9, stream=True, client_id="tenant-a"
+    ) as req:
         with req.phase("queue"):
             time.sleep(0.002)
         _stream(req, 5)
@@ -64,9 +65,14 @@ def test_context_manager_span_tree_and_attributes(cap):
     assert a[s.FERRUM_REQUEST_ID] == str(m.request_id) and a[s.FERRUM_CLIENT_ID] == "tenant-a"
     # Every RequestMetrics field is on the span.
     assert a[s.FERRUM_CREATED_AT] == m.created_at.isoformat() and a[s.FERRUM_COMPLETED_AT] == m.completed_at.isoformat()
-    for attr, value in [(s.FERRUM_TOTAL_TIME_MS, m.total_time_ms), (s.FERRUM_QUEUE_TIME_MS, m.queue_time_ms),
-                        (s.FERRUM_PREFILL_TIME_MS, m.prefill_time_ms), (s.FERRUM_DECODE_TIME_MS, m.decode_time_ms),
-                        (s.FERRUM_WAS_PREEMPTED, False), (s.FERRUM_PREEMPTION_COUNT, 0)]:
+    for attr, value in [
+        (s.FERRUM_TOTAL_TIME_MS, m.total_time_ms),
+        (s.FERRUM_QUEUE_TIME_MS, m.queue_time_ms),
+        (s.FERRUM_PREFILL_TIME_MS, m.prefill_time_ms),
+        (s.FERRUM_DECODE_TIME_MS, m.decode_time_ms),
+        (s.FERRUM_WAS_PREEMPTED, False),
+        (s.FERRUM_PREEMPTION_COUNT, 0),
+    ]:
         assert a[attr] == value
     assert m.queue_time_ms >= 2 and m.output_tokens == 5 and m.input_tokens == 12
     # The schema object and the span agree on times.
@@ -99,7 +105,9 @@ def test_metrics_recorded_once_with_spec_buckets(cap):
     usage = {p.attributes[s.GEN_AI_TOKEN_TYPE]: p.sum for p in cap.points("gen_ai.client.token.usage")}
     assert usage == {"input": 3, "output": 3}
     assert cap.counter("ferrum.engine.requests_total") == 1 and cap.counter("ferrum.engine.requests_completed") == 1
-    assert cap.counter("ferrum.engine.decode_tokens_total") == 3 and cap.counter("ferrum.engine.prefill_tokens_total") == 3
+    assert (
+        cap.counter("ferrum.engine.decode_tokens_total") == 3 and cap.counter("ferrum.engine.prefill_tokens_total") == 3
+    )
     assert cap.counter("ferrum.engine.active_requests") == 0
     ttft = cap.histogram("gen_ai.server.time_to_first_token")
     assert ttft.sum == pytest.approx(req.span.attributes[s.FERRUM_TTFT_MS] / 1e3)
@@ -122,10 +130,9 @@ def test_metric_attributes_stay_low_cardinality(cap):
 def test_exception_marks_error_and_propagates_unchanged(cap):
     """An exception: status ERROR, error.type, the exception recorded, and the same object re-raised."""
     boom = RuntimeError("CUDA out of memory")
-    with pytest.raises(RuntimeError) as err:
-        with ferrum_otel.request(model=MODEL) as req:
-            req.token()
-            raise boom
+    with pytest.raises(RuntimeError) as err, ferrum_otel.request(model=MODEL) as req:
+        req.token()
+        raise boom
     assert err.value is boom
     root, _ = _tree(cap)
     assert root.status.status_code is StatusCode.ERROR
@@ -385,9 +392,8 @@ def test_span_kind_follows_the_parent(cap):
             pass
     finally:
         otel_context.detach(token)
-    with trace.get_tracer("t").start_as_current_span("local"):
-        with ferrum_otel.request(model="local"):
-            pass
+    with trace.get_tracer("t").start_as_current_span("local"), ferrum_otel.request(model="local"):
+        pass
     with ferrum_otel.request(model="none"):
         pass
     with ferrum_otel.request(model="forced", span_kind=SpanKind.CLIENT):
@@ -395,7 +401,13 @@ def test_span_kind_follows_the_parent(cap):
     with ferrum_otel.request(model="bad", context="garbage-traceparent"):
         pass
     kinds = {sp.name.split(" ")[-1]: sp.kind for sp in cap.spans() if sp.name.startswith("text_completion")}
-    assert kinds == {"remote": SpanKind.SERVER, "headers": SpanKind.SERVER, "attached": SpanKind.SERVER,
-                     "local": SpanKind.INTERNAL, "none": SpanKind.INTERNAL, "forced": SpanKind.CLIENT,
-                     "bad": SpanKind.INTERNAL}
+    assert kinds == {
+        "remote": SpanKind.SERVER,
+        "headers": SpanKind.SERVER,
+        "attached": SpanKind.SERVER,
+        "local": SpanKind.INTERNAL,
+        "none": SpanKind.INTERNAL,
+        "forced": SpanKind.CLIENT,
+        "bad": SpanKind.INTERNAL,
+    }
     assert {sp.kind for sp in cap.spans() if sp.name in s.PHASES} <= {SpanKind.INTERNAL}

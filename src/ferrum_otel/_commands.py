@@ -30,8 +30,11 @@ def gpu(out: IO[str]) -> int:
     for i, d in enumerate(sampler.devices):
         r = readings.get(i, EMPTY_READING)
         util = f"{100 * r.util_gpu:.0f}%" if r.util_gpu is not None else "n/a"
-        mem = (f"{r.mem_used / 2**30:.1f} / {r.mem_total / 2**30:.1f} GiB"
-               if r.mem_used is not None and r.mem_total else "n/a")
+        mem = (
+            f"{r.mem_used / 2**30:.1f} / {r.mem_total / 2**30:.1f} GiB"
+            if r.mem_used is not None and r.mem_total
+            else "n/a"
+        )
         temp = f"{r.temperature_c:.0f} C" if r.temperature_c is not None else "n/a"
         limit = f"/{d.power_limit_w:.0f}" if d.power_limit_w else ""
         power = f"{r.power_w:.0f}{limit} W" if r.power_w is not None else "n/a"
@@ -65,8 +68,9 @@ def _reachable(url: str, protocol: str, timeout: float = 2.0) -> tuple[bool, str
     except OSError as e:
         return False, f"nothing answers at {parts.hostname}:{port} ({e.strerror or e})"
     if protocol != "grpc":
-        request = urllib.request.Request(url, data=b"", method="POST",
-                                         headers={"Content-Type": "application/x-protobuf"})
+        request = urllib.request.Request(
+            url, data=b"", method="POST", headers={"Content-Type": "application/x-protobuf"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as r:
                 return True, f"answers OTLP/HTTP (status {r.status})"
@@ -98,23 +102,39 @@ def doctor(out: IO[str]) -> int:
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         c.line("sdk", "OTEL_SDK_DISABLED=true: nothing will be recorded", "unset OTEL_SDK_DISABLED to record")
     try:
-        settings = resolve(service_name=None, endpoint=None, protocol=None, headers=None, resource_attributes=None,
-                           metric_interval=None, timeout=None)
+        settings = resolve(
+            service_name=None,
+            endpoint=None,
+            protocol=None,
+            headers=None,
+            resource_attributes=None,
+            metric_interval=None,
+            timeout=None,
+        )
     except ConfigurationError as e:
         c.line("configuration", f"refused: {e}", "correct the variable named above")
         settings = None
     if settings is not None:
         service = os.environ.get("OTEL_SERVICE_NAME")
         # Not a problem: configure(service_name=...) in code is just as good as the variable.
-        c.line("service name", service or "OTEL_SERVICE_NAME not set: fine if the code passes "
-                                          "configure(service_name=...), else spans say unknown_service")
+        c.line(
+            "service name",
+            service
+            or "OTEL_SERVICE_NAME not set: fine if the code passes "
+            "configure(service_name=...), else spans say unknown_service",
+        )
         if not settings.endpoints:
             c.line("destination", "no OTLP endpoint: configure() writes OTLP JSON lines to ./ferrum-otel-telemetry")
         for signal, url in settings.endpoints.items():
             ok, finding = _reachable(url, settings.protocol)
-            c.line(signal, f"{settings.protocol} {redact_url(url)}: {redact_text(finding)}",
-                   None if ok else "start a collector there (collector-config/ has configurations) or fix "
-                                   "OTEL_EXPORTER_OTLP_ENDPOINT")
+            c.line(
+                signal,
+                f"{settings.protocol} {redact_url(url)}: {redact_text(finding)}",
+                None
+                if ok
+                else "start a collector there (collector-config/ has configurations) or fix "
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            )
         if settings.headers:
             c.line("headers", ", ".join(f"{k}=***" for k in settings.headers))
     from .metrics._nvml import shared_sampler
@@ -136,8 +156,13 @@ def doctor(out: IO[str]) -> int:
 
 # ---- convert -----------------------------------------------------------------------
 
-_GAUGE_SOURCES = {"EngineStatus": "status", "SchedulerStats": "scheduler", "CacheStats": "cache",
-                  "BatchingMetrics": "batching", "HealthStatus": "health"}
+_GAUGE_SOURCES = {
+    "EngineStatus": "status",
+    "SchedulerStats": "scheduler",
+    "CacheStats": "cache",
+    "BatchingMetrics": "batching",
+    "HealthStatus": "health",
+}
 
 
 class InputError(ValueError):
@@ -206,9 +231,8 @@ def iter_documents(stream: IO[str], name: str, decoder: json.JSONDecoder | None 
                 value, end = decoder.raw_decode(buf, pos)
             except json.JSONDecodeError as e:
                 # Perhaps the value runs past this chunk: read more and try again.
-                if not eof and e.pos >= len(buf) - 1 or (not eof and len(buf) - pos < _CHUNK):
-                    if fill():
-                        continue
+                if not eof and (e.pos >= len(buf) - 1 or len(buf) - pos < _CHUNK) and fill():
+                    continue
                 raise InputError(f"{name}, line {line + buf.count(chr(10), pos, e.pos)}: {e.msg}") from None
             except ValueError as e:  # serde's rules: a duplicate key, NaN, a float out of range
                 raise InputError(f"{name}, line {line}: {e}") from None
@@ -236,8 +260,9 @@ def convert(path: str, type_name: str, endpoint: str | None, output: str | None,
         raise ValueError(f"{type_name!r} is not a schema type; for example RequestMetrics, SchedulerStats, CacheStats")
     name = "standard input" if path == "-" else path
     stream = sys.stdin if path == "-" else open(path, encoding="utf-8")  # noqa: SIM115
-    handle = ferrum_otel.configure(service_name="ferrum-otel-convert", endpoint=endpoint, output=output,
-                                   console=False, gpu=False, memory=False)
+    handle = ferrum_otel.configure(
+        service_name="ferrum-otel-convert", endpoint=endpoint, output=output, console=False, gpu=False, memory=False
+    )
     count = refused = 0
     error: str | None = None
     try:
@@ -263,14 +288,18 @@ def convert(path: str, type_name: str, endpoint: str | None, output: str | None,
         handle.shutdown(timeout_s=30)
     delivery = handle.delivery()
     if type_name == "RequestMetrics":
-        summary = f"replayed {count - refused} of {count} RequestMetrics as request spans with their phases, and metrics"
+        summary = (
+            f"replayed {count - refused} of {count} RequestMetrics as request spans with their phases, and metrics"
+        )
     elif type_name in _GAUGE_SOURCES:
         summary = f"replayed {count} {type_name} as engine-state metrics"
     else:
-        summary = (f"read {count} {type_name}: valid, but {type_name} has no spans or metrics of its own "
-                   f"(replayed types: RequestMetrics, {', '.join(_GAUGE_SOURCES)})")
+        summary = (
+            f"read {count} {type_name}: valid, but {type_name} has no spans or metrics of its own "
+            f"(replayed types: RequestMetrics, {', '.join(_GAUGE_SOURCES)})"
+        )
     print(summary, file=out)
-    if type_name in (("RequestMetrics",) + tuple(_GAUGE_SOURCES)):
+    if type_name in ("RequestMetrics", *_GAUGE_SOURCES):
         print("telemetry went to " + "; ".join(handle.destinations), file=out)
         print(f"telemetry: {delivery.line()}", file=out)
     if error is not None:

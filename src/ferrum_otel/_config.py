@@ -11,8 +11,7 @@ import atexit
 import os
 import threading
 import time
-from collections.abc import Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 from opentelemetry.metrics import MeterProvider
@@ -23,8 +22,8 @@ from ._delivery import Delivery
 from ._log import log_failure, logger, set_strict
 from ._pipeline import Pipeline, build, parse_prometheus
 from ._runtime import Runtime
-from .metrics import register_gauges
 from ._settings import ConfigurationError, Settings, resolve
+from .metrics import register_gauges
 
 __all__ = ["ConfigurationError", "Delivery", "Telemetry", "configure", "shutdown"]
 
@@ -83,7 +82,9 @@ class Telemetry:
             if not hasattr(provider, "force_flush"):
                 continue
             left = max(0.0, deadline - time.monotonic())
-            ok = _bounded(lambda pr=provider, ms=int(left * 1000): pr.force_flush(ms), left, "flushing telemetry") and ok
+            ok = (
+                _bounded(lambda pr=provider, ms=int(left * 1000): pr.force_flush(ms), left, "flushing telemetry") and ok
+            )
         return ok
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
@@ -254,8 +255,13 @@ def configure(
     being dropped with a warning.
     """
     settings = resolve(
-        service_name=service_name, endpoint=endpoint, protocol=protocol, headers=headers,
-        resource_attributes=resource_attributes, metric_interval=metric_interval, timeout=timeout,
+        service_name=service_name,
+        endpoint=endpoint,
+        protocol=protocol,
+        headers=headers,
+        resource_attributes=resource_attributes,
+        metric_interval=metric_interval,
+        timeout=timeout,
     )
     if not isinstance(capture_content, bool):
         raise ConfigurationError(f"capture_content: expected True or False, got {capture_content!r}")
@@ -277,8 +283,15 @@ def configure(
         _runtime.install(None, disabled=True)
         handle = Telemetry(None, None, settings)
     else:
-        pipeline = build(settings, tracer_provider, meter_provider, output=output, console=console,
-                         prometheus=prometheus_at, set_global=set_global)
+        pipeline = build(
+            settings,
+            tracer_provider,
+            meter_provider,
+            output=output,
+            console=console,
+            prometheus=prometheus_at,
+            set_global=set_global,
+        )
         runtime = Runtime(pipeline.tracer_provider, pipeline.meter_provider, capture_content=capture_content)
         runtime.span_ledger = pipeline.span_ledger
         handle = Telemetry(runtime, pipeline, settings)

@@ -166,12 +166,20 @@ class SignalLedger:
             if not ok and not self.failing:
                 self.failing = True
                 self._lost_when_failing = total_lost - n
-                logger.warning("ferrum-otel: cannot deliver %s to %s: %s; they are counted lost until it recovers",
-                               self.signal, self.destination, self.last_error or "the export failed")
+                logger.warning(
+                    "ferrum-otel: cannot deliver %s to %s: %s; they are counted lost until it recovers",
+                    self.signal,
+                    self.destination,
+                    self.last_error or "the export failed",
+                )
             elif ok and self.failing:
                 self.failing = False
-                logger.info("ferrum-otel: delivery of %s to %s recovered; %d were lost while it failed",
-                            self.signal, self.destination, total_lost - self._lost_when_failing)
+                logger.info(
+                    "ferrum-otel: delivery of %s to %s recovered; %d were lost while it failed",
+                    self.signal,
+                    self.destination,
+                    total_lost - self._lost_when_failing,
+                )
 
     def close(self) -> None:
         """The deadline has passed: what is still pending is lost, and later results are ignored."""
@@ -184,8 +192,13 @@ class SignalLedger:
     def snapshot(self) -> SignalDelivery:
         with self.lock:
             return SignalDelivery(
-                signal=self.signal, destination=self.destination, produced=self.produced, delivered=self.delivered,
-                pending=self.pending, last_error=self.last_error, **self.lost,
+                signal=self.signal,
+                destination=self.destination,
+                produced=self.produced,
+                delivered=self.delivered,
+                pending=self.pending,
+                last_error=self.last_error,
+                **self.lost,
             )
 
 
@@ -246,8 +259,11 @@ class _Capture:
         the exporter's generic "gave up" line."""
         if not self.lines:
             return None
-        specific = [text for level, text in self.lines
-                    if "Transient error" in text or (level >= logging.ERROR and "max retries" not in text)]
+        specific = [
+            text
+            for level, text in self.lines
+            if "Transient error" in text or (level >= logging.ERROR and "max retries" not in text)
+        ]
         text = specific[-1] if specific else self.lines[-1][1]
         text = _RETRYING.sub("", text).replace("Transient error ", "").strip()
         return redact_text(text)[:300]
@@ -305,9 +321,12 @@ class CountingSpanExporter(SpanExporter):
             if problem is None:
                 good.append(span)
             else:
-                warn_once(f"refused-span:{problem.split(' ')[0]}",
-                          "ferrum-otel: span %r refused before export: %s (the rest of its batch goes on)",
-                          span.name, problem)
+                warn_once(
+                    f"refused-span:{problem.split(' ')[0]}",
+                    "ferrum-otel: span %r refused before export: %s (the rest of its batch goes on)",
+                    span.name,
+                    problem,
+                )
         if len(good) != len(spans):
             self.ledger.refuse(len(spans) - len(good))
         if not good:
@@ -333,8 +352,9 @@ class CountingMetricExporter(MetricExporter):
     """The metric counterpart: points are produced when the reader hands them over."""
 
     def __init__(self, inner: MetricExporter, ledger: SignalLedger) -> None:
-        super().__init__(preferred_temporality=inner._preferred_temporality,
-                         preferred_aggregation=inner._preferred_aggregation)
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality, preferred_aggregation=inner._preferred_aggregation
+        )
         _install_filter()
         self.inner = inner
         self.ledger = ledger
@@ -347,8 +367,12 @@ class CountingMetricExporter(MetricExporter):
         if dropped:
             self.ledger.refuse(len(dropped))
             for name, problem in dropped:
-                warn_once(f"refused-point:{name}", "ferrum-otel: a %s point was refused before export: %s "
-                          "(that series only; the other metrics go on)", name, problem)
+                warn_once(
+                    f"refused-point:{name}",
+                    "ferrum-otel: a %s point was refused before export: %s (that series only; the other metrics go on)",
+                    name,
+                    problem,
+                )
         n -= len(dropped)
         if n == 0:
             return MetricExportResult.SUCCESS

@@ -22,20 +22,36 @@ __all__ = ["FakeNvml", "recorded_probe"]
 NVMLError = pynvml.NVMLError
 # Which probe "cost" entry times each NVML function.
 _COST_KEY = {
-    "nvmlDeviceGetName": "name", "nvmlDeviceGetUUID": "uuid", "nvmlDeviceGetMemoryInfo": "memory_info_v2",
-    "nvmlDeviceGetBAR1MemoryInfo": "bar1", "nvmlDeviceGetUtilizationRates": "utilization",
-    "nvmlDeviceGetTemperature": "temperature_gpu_c", "nvmlDeviceGetPowerUsage": "power_usage_mw",
-    "nvmlDeviceGetEnforcedPowerLimit": "power_limit_mw", "nvmlDeviceGetTotalEnergyConsumption": "energy_mj",
-    "nvmlDeviceGetClockInfo": "clock_sm_mhz", "nvmlDeviceGetMaxClockInfo": "clock_sm_max_mhz",
-    "nvmlDeviceGetPcieThroughput": "pcie_tx_kbps", "nvmlDeviceGetPerformanceState": "pstate",
-    "nvmlDeviceGetComputeRunningProcesses": "compute_procs", "nvmlDeviceGetMigMode": "mig_mode",
-    "nvmlDeviceGetEncoderUtilization": "encoder_util", "nvmlDeviceGetDecoderUtilization": "decoder_util",
+    "nvmlDeviceGetName": "name",
+    "nvmlDeviceGetUUID": "uuid",
+    "nvmlDeviceGetMemoryInfo": "memory_info_v2",
+    "nvmlDeviceGetBAR1MemoryInfo": "bar1",
+    "nvmlDeviceGetUtilizationRates": "utilization",
+    "nvmlDeviceGetTemperature": "temperature_gpu_c",
+    "nvmlDeviceGetPowerUsage": "power_usage_mw",
+    "nvmlDeviceGetEnforcedPowerLimit": "power_limit_mw",
+    "nvmlDeviceGetTotalEnergyConsumption": "energy_mj",
+    "nvmlDeviceGetClockInfo": "clock_sm_mhz",
+    "nvmlDeviceGetMaxClockInfo": "clock_sm_max_mhz",
+    "nvmlDeviceGetPcieThroughput": "pcie_tx_kbps",
+    "nvmlDeviceGetPerformanceState": "pstate",
+    "nvmlDeviceGetComputeRunningProcesses": "compute_procs",
+    "nvmlDeviceGetMigMode": "mig_mode",
+    "nvmlDeviceGetEncoderUtilization": "encoder_util",
+    "nvmlDeviceGetDecoderUtilization": "decoder_util",
     "nvmlDeviceGetCurrentClocksEventReasons": "clocks_event_reasons",
     "nvmlDeviceGetTotalEccErrors": "ecc_uncorrected_volatile",
 }
 # Calls whose recorded cost marks them slow (over 100 us on the H200).
-SLOW_CALLS = frozenset({"nvmlDeviceGetPcieThroughput", "nvmlDeviceGetTotalEnergyConsumption",
-                        "nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetBAR1MemoryInfo", "nvmlDeviceGetMigMode"})
+SLOW_CALLS = frozenset(
+    {
+        "nvmlDeviceGetPcieThroughput",
+        "nvmlDeviceGetTotalEnergyConsumption",
+        "nvmlDeviceGetMaxClockInfo",
+        "nvmlDeviceGetBAR1MemoryInfo",
+        "nvmlDeviceGetMigMode",
+    }
+)
 
 
 class _Garbage:
@@ -145,10 +161,18 @@ class FakeNvml:
             return {
                 "utilization": {"gpu": t["util_gpu"], "memory": t["util_mem"]},
                 "memory_info": {"total": t["mem_total"], "used": t["mem_used"], "free": t["mem_free"]},
-                "memory_info_v2": {"total": t["mem_total"], "reserved": t["mem_v2_reserved"],
-                                   "used": t["mem_v2_used"], "free": t["mem_free"]},
-                "power_usage_mw": t["power_mw"], "temperature_gpu_c": t["temp_c"], "clock_sm_mhz": t["clock_sm"],
-                "clock_mem_mhz": t["clock_mem"], "pstate": t["pstate"], "clocks_event_reasons": t["clock_reasons"],
+                "memory_info_v2": {
+                    "total": t["mem_total"],
+                    "reserved": t["mem_v2_reserved"],
+                    "used": t["mem_v2_used"],
+                    "free": t["mem_free"],
+                },
+                "power_usage_mw": t["power_mw"],
+                "temperature_gpu_c": t["temp_c"],
+                "clock_sm_mhz": t["clock_sm"],
+                "clock_mem_mhz": t["clock_mem"],
+                "pstate": t["pstate"],
+                "clocks_event_reasons": t["clock_reasons"],
                 "compute_procs": t["procs"],
             }
         assert idle is not None  # a probe was given (no trace)
@@ -159,8 +183,12 @@ class FakeNvml:
         merged = dict(idle)
         merged.update(s)
         # The load samples carry v1 memory only; v2 is v1 less the driver's reservation.
-        merged["memory_info_v2"] = {"total": s["memory_info"]["total"], "reserved": reserved,
-                                    "used": s["memory_info"]["used"] - reserved, "free": s["memory_info"]["free"]}
+        merged["memory_info_v2"] = {
+            "total": s["memory_info"]["total"],
+            "reserved": reserved,
+            "used": s["memory_info"]["used"] - reserved,
+            "free": s["memory_info"]["free"],
+        }
         return merged
 
     def _value(self, key: str) -> Any:
@@ -172,9 +200,11 @@ class FakeNvml:
     def __getattribute__(self, name: str) -> Any:
         attr = object.__getattribute__(self, name)
         if name.startswith("nvmlDevice") and name in object.__getattribute__(self, "garbage"):
+
             def garbled(*args: Any, **kwargs: Any) -> Any:
                 attr(*args, **kwargs)
                 return _GARBAGE
+
             return garbled
         return attr
 
@@ -224,8 +254,11 @@ class FakeNvml:
             return SimpleNamespace(total=m["total"], reserved=m["reserved"], used=m["used"], free=m["free"])
         m = self._value("memory_info")
         if isinstance(handle, tuple):  # a MIG slice sees its share
-            return SimpleNamespace(total=m["total"] // self.mig_instances, used=m["used"] // self.mig_instances,
-                                   free=m["free"] // self.mig_instances)
+            return SimpleNamespace(
+                total=m["total"] // self.mig_instances,
+                used=m["used"] // self.mig_instances,
+                free=m["free"] // self.mig_instances,
+            )
         return SimpleNamespace(total=m["total"], used=m["used"], free=m["free"])
 
     def nvmlDeviceGetBAR1MemoryInfo(self, handle: Any) -> Any:

@@ -175,13 +175,19 @@ class SummaryProcessor(SpanProcessor):
 
     def summary(self) -> str:
         with self._lock:
-            parts = [f"{self.requests} requests ({self.failed} failed, {self.cancelled} cancelled), "
-                     f"{self.tokens} output tokens"]
+            parts = [
+                f"{self.requests} requests ({self.failed} failed, {self.cancelled} cancelled), "
+                f"{self.tokens} output tokens"
+            ]
             if self.ttft_ms:
-                parts.append(f"TTFT p50 {_percentile(self.ttft_ms, 0.5):.1f} ms, p99 {_percentile(self.ttft_ms, 0.99):.1f} ms")
+                parts.append(
+                    f"TTFT p50 {_percentile(self.ttft_ms, 0.5):.1f} ms, p99 {_percentile(self.ttft_ms, 0.99):.1f} ms"
+                )
             if self.duration_ms:
-                parts.append(f"duration p50 {_percentile(self.duration_ms, 0.5):.0f} ms, "
-                             f"p99 {_percentile(self.duration_ms, 0.99):.0f} ms")
+                parts.append(
+                    f"duration p50 {_percentile(self.duration_ms, 0.5):.0f} ms, "
+                    f"p99 {_percentile(self.duration_ms, 0.99):.0f} ms"
+                )
         return "ferrum-otel: " + "; ".join(parts)
 
     def report(self, delivery_line: str | None) -> None:

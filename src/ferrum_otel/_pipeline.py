@@ -114,8 +114,11 @@ def build(
             p.span_ledger = SignalLedger("spans", where)
             b = settings.batch
             p.span_processor = DeliverySpanProcessor(
-                CountingSpanExporter(exporter, p.span_ledger), p.span_ledger, max_queue_size=b.max_queue_size,
-                schedule_delay_s=b.schedule_delay_s, max_export_batch_size=b.max_export_batch_size,
+                CountingSpanExporter(exporter, p.span_ledger),
+                p.span_ledger,
+                max_queue_size=b.max_queue_size,
+                schedule_delay_s=b.schedule_delay_s,
+                max_export_batch_size=b.max_export_batch_size,
                 export_timeout_s=min(b.export_timeout_s, settings.timeout_s * 3),
             )
             tp.add_span_processor(p.span_processor)
@@ -140,9 +143,13 @@ def build(
             metric_exporter, where = JsonLinesMetricExporter(files["metrics"]), str(files["metrics"])
         if metric_exporter is not None:
             p.metric_ledger = SignalLedger("metric points", where)
-            readers.append(PeriodicExportingMetricReader(
-                CountingMetricExporter(metric_exporter, p.metric_ledger), export_interval_millis=interval_ms,
-                export_timeout_millis=settings.timeout_s * 1000))
+            readers.append(
+                PeriodicExportingMetricReader(
+                    CountingMetricExporter(metric_exporter, p.metric_ledger),
+                    export_interval_millis=interval_ms,
+                    export_timeout_millis=settings.timeout_s * 1000,
+                )
+            )
             if where not in p.destinations:
                 p.destinations.append(where)
         if prometheus is not None:
@@ -150,12 +157,16 @@ def build(
         meter_provider = SdkMeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
         p.owned.append(meter_provider)
     elif prometheus is not None:
-        raise ConfigurationError("prometheus: give it with a meter provider ferrum-otel makes, not with meter_provider=")
+        raise ConfigurationError(
+            "prometheus: give it with a meter provider ferrum-otel makes, not with meter_provider="
+        )
 
     p.tracer_provider, p.meter_provider = tracer_provider, meter_provider
     if p.owned and set_global is not False:
-        p.is_global = _set_globals(tracer_provider if tracer_provider in p.owned else None,
-                                   meter_provider if meter_provider in p.owned else None)
+        p.is_global = _set_globals(
+            tracer_provider if tracer_provider in p.owned else None,
+            meter_provider if meter_provider in p.owned else None,
+        )
     return p
 
 
@@ -170,7 +181,8 @@ def _prometheus_reader(p: Pipeline, host: str, port: int) -> Any:
         from prometheus_client import start_http_server
     except ImportError:
         raise ConfigurationError(
-            "prometheus: the Prometheus exporter is not installed; pip install 'ferrum-otel[prometheus]'") from None
+            "prometheus: the Prometheus exporter is not installed; pip install 'ferrum-otel[prometheus]'"
+        ) from None
     reader = PrometheusMetricReader()
     try:
         started = start_http_server(port, addr=host)
@@ -199,8 +211,12 @@ def _otlp_span_exporter(settings: Settings) -> Any:
     if settings.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 
-        return GrpcSpanExporter(endpoint=settings.endpoints["traces"], headers=headers, timeout=settings.timeout_s,
-                                insecure=_grpc_insecure(settings, "traces"))
+        return GrpcSpanExporter(
+            endpoint=settings.endpoints["traces"],
+            headers=headers,
+            timeout=settings.timeout_s,
+            insecure=_grpc_insecure(settings, "traces"),
+        )
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 
     return HttpSpanExporter(endpoint=settings.endpoints["traces"], headers=headers, timeout=settings.timeout_s)
@@ -211,8 +227,12 @@ def _otlp_metric_exporter(settings: Settings) -> Any:
     if settings.protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetricExporter
 
-        return GrpcMetricExporter(endpoint=settings.endpoints["metrics"], headers=headers,
-                                  timeout=settings.timeout_s, insecure=_grpc_insecure(settings, "metrics"))
+        return GrpcMetricExporter(
+            endpoint=settings.endpoints["metrics"],
+            headers=headers,
+            timeout=settings.timeout_s,
+            insecure=_grpc_insecure(settings, "metrics"),
+        )
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 
     return HttpMetricExporter(endpoint=settings.endpoints["metrics"], headers=headers, timeout=settings.timeout_s)

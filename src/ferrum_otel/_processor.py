@@ -168,4 +168,3 @@ class DeliverySpanProcessor(SpanProcessor):
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"<DeliverySpanProcessor queued={len(self._queue)} inflight={self._inflight}>"
-

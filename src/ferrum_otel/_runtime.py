@@ -38,12 +38,11 @@ class Runtime:
 
         self.tracer_provider = tracer_provider
         self.meter_provider = meter_provider
-        self.tracer: Tracer = tracer_provider.get_tracer(
-            semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL
-        )
+        self.tracer: Tracer = tracer_provider.get_tracer(semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL)
         self.meter: Meter = meter_provider.get_meter(semconv.SCOPE_NAME, __version__, schema_url=semconv.SCHEMA_URL)
         self.gauge_meter: Meter = meter_provider.get_meter(
-            semconv.SCOPE_NAME, __version__, schema_url=semconv.GAUGE_SCHEMA_URL)
+            semconv.SCOPE_NAME, __version__, schema_url=semconv.GAUGE_SCHEMA_URL
+        )
         self.instruments = RequestInstruments(self.meter)
         self.capture_content = capture_content
         #: Where refused requests are counted, when ferrum-otel owns the span export.
@@ -51,7 +50,11 @@ class Runtime:
         self._metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def metric_attributes(
-        self, model: str | None, operation: str, provider: str, error_type: str | None = None,
+        self,
+        model: str | None,
+        operation: str,
+        provider: str,
+        error_type: str | None = None,
         token_type: str | None = None,
     ) -> dict[str, Any]:
         """The low-cardinality attribute set for request metrics, built once per combination."""
@@ -109,8 +112,9 @@ def _resolve_globals() -> Runtime | None:
 
 
 def meter_for(meter_provider: MeterProvider | None) -> Meter:
-    """The meter for gauges (hardware conventions 1.44.0).  The one rule for every public entry point: the provider given, else the runtime
-    ``configure()`` installed, else the global provider; a no-op meter when ferrum-otel is
+    """The meter for gauges (hardware conventions 1.44.0), by the one rule for every public
+    entry point: the provider given, else the runtime ``configure()`` installed, else the
+    global provider; a no-op meter when ferrum-otel is
     off (``shutdown()``, or the standard off switch)."""
     if meter_provider is not None:
         return meter_provider.get_meter(semconv.SCOPE_NAME, __version__, schema_url=semconv.GAUGE_SCHEMA_URL)
@@ -119,8 +123,9 @@ def meter_for(meter_provider: MeterProvider | None) -> Meter:
         return rt.gauge_meter
     if _disabled or disabled_by_environment():
         return _metrics_api.NoOpMeter(semconv.SCOPE_NAME)
-    return _metrics_api.get_meter_provider().get_meter(semconv.SCOPE_NAME, __version__,
-                                                       schema_url=semconv.GAUGE_SCHEMA_URL)
+    return _metrics_api.get_meter_provider().get_meter(
+        semconv.SCOPE_NAME, __version__, schema_url=semconv.GAUGE_SCHEMA_URL
+    )
 
 
 def install(runtime: Runtime | None, *, disabled: bool = False) -> Runtime | None:

@@ -55,7 +55,7 @@ def parse_key_values(text: str, where: str, *, header_names: bool = False) -> di
 def _check_header_value(value: str, where: str) -> None:
     # CR, LF and NUL would split or end the header; other control characters are refused by
     # HTTP/2 (gRPC) at every export, long after configure() said yes.
-    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
         raise ConfigurationError(f"{where} holds a control character (CR, LF, NUL, ...)")
 
 
@@ -77,8 +77,9 @@ def _check_url(url: str, where: str) -> str:
 
 def _check_grpc(url: str, protocol: str, where: str) -> str:
     if protocol == "grpc" and urlsplit(url).username is not None:
-        raise ConfigurationError(f"{where}: {redact_url(url)!r}: gRPC endpoints take no user:password@ "
-                                 "(give credentials as headers)")
+        raise ConfigurationError(
+            f"{where}: {redact_url(url)!r}: gRPC endpoints take no user:password@ (give credentials as headers)"
+        )
     return url
 
 
@@ -113,7 +114,6 @@ class Settings:
     service_name: str | None
     metric_interval_s: float
     batch: BatchSettings = attrs.field(factory=BatchSettings)
-
 
 
 def _env(name: str, env: Mapping[str, str]) -> str | None:
@@ -162,8 +162,9 @@ def resolve(
                     # A per-signal endpoint is used as it is, path included.
                     endpoints[signal] = _check_grpc(_check_url(specific, var), proto, var)
                 elif base_env is not None:
-                    base = _check_grpc(_check_url(base_env, "OTEL_EXPORTER_OTLP_ENDPOINT"), proto,
-                                       "OTEL_EXPORTER_OTLP_ENDPOINT")
+                    base = _check_grpc(
+                        _check_url(base_env, "OTEL_EXPORTER_OTLP_ENDPOINT"), proto, "OTEL_EXPORTER_OTLP_ENDPOINT"
+                    )
                     endpoints[signal] = base if proto == "grpc" else _signal_url(base, signal)
 
     if headers is None:
@@ -206,7 +207,9 @@ def resolve(
             if not isinstance(key, str) or not key:
                 raise ConfigurationError(f"resource_attributes: {key!r} is not an attribute name")
             if not isinstance(value, (str, bool, int, float)):
-                raise ConfigurationError(f"resource_attributes[{key!r}]: {type(value).__name__} is not an attribute value")
+                raise ConfigurationError(
+                    f"resource_attributes[{key!r}]: {type(value).__name__} is not an attribute value"
+                )
             res[key] = value
     if service_name is not None and (not isinstance(service_name, str) or not service_name):
         raise ConfigurationError(f"service_name: expected a non-empty string, got {service_name!r}")
@@ -214,8 +217,15 @@ def resolve(
     batch = _batch_settings(env)
     _check_other_numbers(env)
     return Settings(
-        disabled=disabled, protocol=proto, endpoints=endpoints, headers=header_map, insecure=insecure,
-        timeout_s=timeout_s, resource_attributes=res, service_name=service_name, metric_interval_s=interval,
+        disabled=disabled,
+        protocol=proto,
+        endpoints=endpoints,
+        headers=header_map,
+        insecure=insecure,
+        timeout_s=timeout_s,
+        resource_attributes=res,
+        service_name=service_name,
+        metric_interval_s=interval,
         batch=batch,
     )
 
@@ -243,8 +253,9 @@ def _batch_settings(env: Mapping[str, str]) -> BatchSettings:
     max_queue = int(queue) if queue is not None else d.max_queue_size
     max_batch = int(batch) if batch is not None else d.max_export_batch_size
     if max_batch > max_queue:
-        raise ConfigurationError(f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({max_batch}) must not exceed "
-                                 f"OTEL_BSP_MAX_QUEUE_SIZE ({max_queue})")
+        raise ConfigurationError(
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE ({max_batch}) must not exceed OTEL_BSP_MAX_QUEUE_SIZE ({max_queue})"
+        )
     return BatchSettings(
         max_queue_size=max_queue,
         schedule_delay_s=delay / 1000 if delay is not None else d.schedule_delay_s,
@@ -256,12 +267,17 @@ def _batch_settings(env: Mapping[str, str]) -> BatchSettings:
 # Variables the SDK reads itself: refused here, before any thread starts, rather than met with
 # a traceback and a silent fallback later.
 _OTHER_NUMBERS = (
-    ("OTEL_BLRP_MAX_QUEUE_SIZE", True, 1), ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", True, 1),
-    ("OTEL_BLRP_SCHEDULE_DELAY", False, 0), ("OTEL_BLRP_EXPORT_TIMEOUT", False, 0),
+    ("OTEL_BLRP_MAX_QUEUE_SIZE", True, 1),
+    ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", True, 1),
+    ("OTEL_BLRP_SCHEDULE_DELAY", False, 0),
+    ("OTEL_BLRP_EXPORT_TIMEOUT", False, 0),
     ("OTEL_METRIC_EXPORT_TIMEOUT", False, 1),
-    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", False, 1), ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", False, 1),
-    ("OTEL_ATTRIBUTE_COUNT_LIMIT", True, 0), ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", True, 0),
-    ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", True, 0), ("OTEL_SPAN_EVENT_COUNT_LIMIT", True, 0),
+    ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", False, 1),
+    ("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", False, 1),
+    ("OTEL_ATTRIBUTE_COUNT_LIMIT", True, 0),
+    ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", True, 0),
+    ("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", True, 0),
+    ("OTEL_SPAN_EVENT_COUNT_LIMIT", True, 0),
     ("OTEL_SPAN_LINK_COUNT_LIMIT", True, 0),
 )
 

@@ -67,8 +67,11 @@ def _time_problem(ns: Any, what: str) -> str | None:
 
 def span_problem(span: Any) -> str | None:
     """Why ``span`` (a ReadableSpan) cannot be encoded, or None when it can."""
-    problem = (_time_problem(span.start_time, "start time") or _time_problem(span.end_time, "end time")
-               or _attributes_problem(span.attributes))
+    problem = (
+        _time_problem(span.start_time, "start time")
+        or _time_problem(span.end_time, "end time")
+        or _attributes_problem(span.attributes)
+    )
     if problem is not None:
         return problem
     for event in span.events:
@@ -139,7 +142,9 @@ def _rebuild(data: Any) -> Any:
             for metric in sm.metrics:
                 points = keep(metric.data.data_points)
                 if points:
-                    metrics.append(dataclasses.replace(metric, data=dataclasses.replace(metric.data, data_points=points)))
+                    metrics.append(
+                        dataclasses.replace(metric, data=dataclasses.replace(metric.data, data_points=points))
+                    )
             if metrics:
                 scopes.append(dataclasses.replace(sm, metrics=metrics))
         if scopes:

@@ -30,30 +30,41 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ferrum-otel {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="serve simulated requests through a traced engine and report what was seen",
-                          description="A simulated continuous-batching engine serves a stream of requests, traced "
-                                      "with ferrum-otel; a report follows.")
+    demo = sub.add_parser(
+        "demo",
+        help="serve simulated requests through a traced engine and report what was seen",
+        description="A simulated continuous-batching engine serves a stream of requests, traced "
+        "with ferrum-otel; a report follows.",
+    )
     demo.add_argument("--requests", type=_positive, default=48, metavar="N", help="requests to serve (48)")
-    demo.add_argument("--concurrency", type=_positive, default=12, metavar="N",
-                      help="clients with a request in flight at once (12)")
-    demo.add_argument("--max-batch", type=_positive, default=32, metavar="N",
-                      help="the most requests the engine runs together (32)")
-    demo.add_argument("--kv-blocks", type=_positive, default=300, metavar="N",
-                      help="KV cache blocks of 16 tokens (300)")
+    demo.add_argument(
+        "--concurrency", type=_positive, default=12, metavar="N", help="clients with a request in flight at once (12)"
+    )
+    demo.add_argument(
+        "--max-batch", type=_positive, default=32, metavar="N", help="the most requests the engine runs together (32)"
+    )
+    demo.add_argument(
+        "--kv-blocks", type=_positive, default=300, metavar="N", help="KV cache blocks of 16 tokens (300)"
+    )
     demo.add_argument("--seed", type=int, default=7, metavar="N", help="random seed (7)")
-    demo.add_argument("--endpoint", metavar="URL",
-                      help="ship over OTLP to this collector (http://host:4318) instead of local files")
+    demo.add_argument(
+        "--endpoint", metavar="URL", help="ship over OTLP to this collector (http://host:4318) instead of local files"
+    )
     demo.add_argument("--output", metavar="DIR", help="folder for the local OTLP JSON files (./ferrum-otel-telemetry)")
 
     sub.add_parser("gpu", help="show what NVML reports for each GPU, or say why there is nothing")
     sub.add_parser("doctor", help="check the OTEL_* configuration, the endpoint and NVML, and say what to fix")
 
-    convert = sub.add_parser("convert", help="replay the Rust engine's JSON as spans and metrics",
-                             description="Read the Rust engine's JSON (one document, an array, or JSON lines) of a "
-                                         "schema type and replay it as OpenTelemetry spans and metrics.")
+    convert = sub.add_parser(
+        "convert",
+        help="replay the Rust engine's JSON as spans and metrics",
+        description="Read the Rust engine's JSON (one document, an array, or JSON lines) of a "
+        "schema type and replay it as OpenTelemetry spans and metrics.",
+    )
     convert.add_argument("file", help="a JSON file, or - for standard input")
-    convert.add_argument("--type", dest="type_name", default="RequestMetrics",
-                         help="the schema type the JSON holds (RequestMetrics)")
+    convert.add_argument(
+        "--type", dest="type_name", default="RequestMetrics", help="the schema type the JSON holds (RequestMetrics)"
+    )
     convert.add_argument("--endpoint", metavar="URL", help="ship over OTLP to this collector instead of local files")
     convert.add_argument("--output", metavar="DIR", help="folder for the local OTLP JSON files")
 
@@ -69,8 +80,16 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo import run_demo
 
-            return run_demo(args.requests, args.concurrency, args.seed, args.endpoint, args.output, out=out,
-                            max_batch=args.max_batch, kv_blocks=args.kv_blocks)
+            return run_demo(
+                args.requests,
+                args.concurrency,
+                args.seed,
+                args.endpoint,
+                args.output,
+                out=out,
+                max_batch=args.max_batch,
+                kv_blocks=args.kv_blocks,
+            )
         if args.command == "gpu":
             from ._commands import gpu
 

@@ -13,7 +13,7 @@ takes all of that away again.  Needs ``pip install 'ferrum-otel[instrument]'``.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, ClassVar
 
 try:
     # opentelemetry-instrumentation ships no type information (no py.typed marker).
@@ -26,8 +26,8 @@ except ImportError as e:  # pragma: no cover - the message is the point
 from opentelemetry import metrics, trace
 
 from . import _runtime
-from .metrics import register_gauges
 from ._runtime import Runtime
+from .metrics import register_gauges
 
 __all__ = ["FerrumInstrumentor"]
 
@@ -35,8 +35,8 @@ __all__ = ["FerrumInstrumentor"]
 class FerrumInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Turns ferrum-otel's tracing and gauges on for the given (or global) providers."""
 
-    _runtime: Runtime | None = None
-    _gauges: list[Any] = []
+    _runtime: ClassVar[Runtime | None] = None
+    _gauges: ClassVar[list[Any]] = []
 
     def instrumentation_dependencies(self) -> Collection[str]:
         # ferrum-otel instruments the caller's own inference code, not a third-party library.

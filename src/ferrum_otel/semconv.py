@@ -114,47 +114,85 @@ _TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 
 _ITL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 SERVER_REQUEST_DURATION: Final = Instrument(
-    "gen_ai.server.request.duration", "histogram", "s",
-    "Generative AI server request duration such as time-to-last byte or last output token.", _DURATION_BUCKETS)
+    "gen_ai.server.request.duration",
+    "histogram",
+    "s",
+    "Generative AI server request duration such as time-to-last byte or last output token.",
+    _DURATION_BUCKETS,
+)
 SERVER_TIME_TO_FIRST_TOKEN: Final = Instrument(
-    "gen_ai.server.time_to_first_token", "histogram", "s",
-    "Time to generate first token for successful responses.", _TTFT_BUCKETS)
+    "gen_ai.server.time_to_first_token",
+    "histogram",
+    "s",
+    "Time to generate first token for successful responses.",
+    _TTFT_BUCKETS,
+)
 SERVER_TIME_PER_OUTPUT_TOKEN: Final = Instrument(
-    "gen_ai.server.time_per_output_token", "histogram", "s",
-    "Time per output token generated after the first token for successful responses.", _TPOT_BUCKETS)
+    "gen_ai.server.time_per_output_token",
+    "histogram",
+    "s",
+    "Time per output token generated after the first token for successful responses.",
+    _TPOT_BUCKETS,
+)
 CLIENT_TOKEN_USAGE: Final = Instrument(
-    "gen_ai.client.token.usage", "histogram", "{token}", "Number of input and output tokens used.", _TOKEN_BUCKETS)
+    "gen_ai.client.token.usage", "histogram", "{token}", "Number of input and output tokens used.", _TOKEN_BUCKETS
+)
 QUEUE_DURATION: Final = Instrument(
-    "ferrum.request.queue.duration", "histogram", "s", "Time a request waited in the queue.", _DURATION_BUCKETS)
+    "ferrum.request.queue.duration", "histogram", "s", "Time a request waited in the queue.", _DURATION_BUCKETS
+)
 PREFILL_DURATION: Final = Instrument(
-    "ferrum.request.prefill.duration", "histogram", "s", "Time a request spent in prefill.", _DURATION_BUCKETS)
+    "ferrum.request.prefill.duration", "histogram", "s", "Time a request spent in prefill.", _DURATION_BUCKETS
+)
 DECODE_DURATION: Final = Instrument(
-    "ferrum.request.decode.duration", "histogram", "s", "Time a request spent in decode.", _DURATION_BUCKETS)
+    "ferrum.request.decode.duration", "histogram", "s", "Time a request spent in decode.", _DURATION_BUCKETS
+)
 INTER_TOKEN_LATENCY: Final = Instrument(
-    "ferrum.request.inter_token_latency", "histogram", "s",
-    "Mean gap between successive output tokens of one request.", _ITL_BUCKETS)
+    "ferrum.request.inter_token_latency",
+    "histogram",
+    "s",
+    "Mean gap between successive output tokens of one request.",
+    _ITL_BUCKETS,
+)
 
 # Counters named as the Rust engine names its own (`ferrum.engine.*`) where the meaning matches.
 REQUESTS_TOTAL: Final = Instrument("ferrum.engine.requests_total", "counter", "{request}", "Requests finished.")
 REQUESTS_COMPLETED: Final = Instrument(
-    "ferrum.engine.requests_completed", "counter", "{request}", "Requests that completed successfully.")
+    "ferrum.engine.requests_completed", "counter", "{request}", "Requests that completed successfully."
+)
 REQUESTS_FAILED: Final = Instrument("ferrum.engine.requests_failed", "counter", "{request}", "Requests that failed.")
 REQUESTS_CANCELLED: Final = Instrument(
-    "ferrum.engine.requests_cancelled", "counter", "{request}", "Requests cancelled or abandoned by the caller.")
+    "ferrum.engine.requests_cancelled", "counter", "{request}", "Requests cancelled or abandoned by the caller."
+)
 PREFILL_TOKENS_TOTAL: Final = Instrument(
-    "ferrum.engine.prefill_tokens_total", "counter", "{token}", "Input tokens prefilled.")
+    "ferrum.engine.prefill_tokens_total", "counter", "{token}", "Input tokens prefilled."
+)
 DECODE_TOKENS_TOTAL: Final = Instrument(
-    "ferrum.engine.decode_tokens_total", "counter", "{token}", "Output tokens decoded.")
+    "ferrum.engine.decode_tokens_total", "counter", "{token}", "Output tokens decoded."
+)
 PREEMPTIONS_TOTAL: Final = Instrument(
-    "ferrum.engine.preemptions_total", "counter", "{preemption}", "Times a request was preempted.")
+    "ferrum.engine.preemptions_total", "counter", "{preemption}", "Times a request was preempted."
+)
 ACTIVE_REQUESTS: Final = Instrument(
-    "ferrum.engine.active_requests", "updowncounter", "{request}", "Requests in flight.")
+    "ferrum.engine.active_requests", "updowncounter", "{request}", "Requests in flight."
+)
 
 REQUEST_INSTRUMENTS: Final = (
-    SERVER_REQUEST_DURATION, SERVER_TIME_TO_FIRST_TOKEN, SERVER_TIME_PER_OUTPUT_TOKEN, CLIENT_TOKEN_USAGE,
-    QUEUE_DURATION, PREFILL_DURATION, DECODE_DURATION, INTER_TOKEN_LATENCY,
-    REQUESTS_TOTAL, REQUESTS_COMPLETED, REQUESTS_FAILED, REQUESTS_CANCELLED,
-    PREFILL_TOKENS_TOTAL, DECODE_TOKENS_TOTAL, PREEMPTIONS_TOTAL, ACTIVE_REQUESTS,
+    SERVER_REQUEST_DURATION,
+    SERVER_TIME_TO_FIRST_TOKEN,
+    SERVER_TIME_PER_OUTPUT_TOKEN,
+    CLIENT_TOKEN_USAGE,
+    QUEUE_DURATION,
+    PREFILL_DURATION,
+    DECODE_DURATION,
+    INTER_TOKEN_LATENCY,
+    REQUESTS_TOTAL,
+    REQUESTS_COMPLETED,
+    REQUESTS_FAILED,
+    REQUESTS_CANCELLED,
+    PREFILL_TOKENS_TOTAL,
+    DECODE_TOKENS_TOTAL,
+    PREEMPTIONS_TOTAL,
+    ACTIVE_REQUESTS,
 )
 
 
@@ -178,54 +216,72 @@ PROCESS_PID: Final = "process.pid"
 GPU_UTILIZATION: Final = Instrument("hw.gpu.utilization", "gauge", "1", "Fraction of time spent in a specific task.")
 GPU_MEMORY_USAGE: Final = Instrument("hw.gpu.memory.usage", "updowncounter", "By", "GPU memory used.")
 GPU_MEMORY_LIMIT: Final = Instrument("hw.gpu.memory.limit", "updowncounter", "By", "Size of the GPU memory.")
-GPU_MEMORY_UTILIZATION: Final = Instrument(
-    "hw.gpu.memory.utilization", "gauge", "1", "Fraction of GPU memory used.")
+GPU_MEMORY_UTILIZATION: Final = Instrument("hw.gpu.memory.utilization", "gauge", "1", "Fraction of GPU memory used.")
 GPU_MEMORY_FREE: Final = Instrument("ferrum.gpu.memory.free", "updowncounter", "By", "GPU memory free.")
 GPU_MEMORY_RESERVED: Final = Instrument(
-    "ferrum.gpu.memory.reserved", "updowncounter", "By", "GPU memory the driver reserves (not counted as used).")
+    "ferrum.gpu.memory.reserved", "updowncounter", "By", "GPU memory the driver reserves (not counted as used)."
+)
 GPU_POWER: Final = Instrument("hw.power", "gauge", "W", "Instantaneous power consumed by the component.")
 GPU_POWER_LIMIT: Final = Instrument("ferrum.gpu.power.limit", "gauge", "W", "Enforced power limit of the GPU.")
 GPU_ENERGY: Final = Instrument("hw.energy", "counter", "J", "Energy consumed by the component.")
 GPU_TEMPERATURE: Final = Instrument("hw.temperature", "gauge", "Cel", "Temperature in degrees Celsius.")
 GPU_ERRORS: Final = Instrument("hw.errors", "counter", "{error}", "Number of errors encountered by the GPU.")
 GPU_STATUS: Final = Instrument(
-    "hw.status", "updowncounter", "1", "Operational status: 1 (true) or 0 (false) for each of the possible states.")
+    "hw.status", "updowncounter", "1", "Operational status: 1 (true) or 0 (false) for each of the possible states."
+)
 GPU_READING_AGE: Final = Instrument(
-    "ferrum.gpu.reading.age", "gauge", "s",
-    "Age of the GPU reading the other GPU metrics report: grows while the GPU does not answer NVML.")
+    "ferrum.gpu.reading.age",
+    "gauge",
+    "s",
+    "Age of the GPU reading the other GPU metrics report: grows while the GPU does not answer NVML.",
+)
 GPU_CLOCK: Final = Instrument(
-    "ferrum.gpu.clock.frequency", "gauge", "Hz", "Current clock of the GPU (ferrum.gpu.clock = sm or memory).")
+    "ferrum.gpu.clock.frequency", "gauge", "Hz", "Current clock of the GPU (ferrum.gpu.clock = sm or memory)."
+)
 GPU_CLOCK_MAX: Final = Instrument("ferrum.gpu.clock.max_frequency", "gauge", "Hz", "Maximum clock of the GPU.")
 GPU_CLOCK_EVENTS: Final = Instrument(
-    "ferrum.gpu.clock_event.active", "gauge", "1",
-    "1 while a reason holds the clocks down (power cap, thermal, idle, ...), else 0.")
+    "ferrum.gpu.clock_event.active",
+    "gauge",
+    "1",
+    "1 while a reason holds the clocks down (power cap, thermal, idle, ...), else 0.",
+)
 GPU_PERFORMANCE_STATE: Final = Instrument(
-    "ferrum.gpu.performance_state", "gauge", "1", "Performance state: 0 (P0, fastest) to 15 (P15, slowest).")
+    "ferrum.gpu.performance_state", "gauge", "1", "Performance state: 0 (P0, fastest) to 15 (P15, slowest)."
+)
 GPU_PROCESS_MEMORY: Final = Instrument(
-    "ferrum.gpu.process.memory.usage", "updowncounter", "By", "GPU memory used by a compute process.")
+    "ferrum.gpu.process.memory.usage", "updowncounter", "By", "GPU memory used by a compute process."
+)
 GPU_PCIE_THROUGHPUT: Final = Instrument(
-    "ferrum.gpu.pcie.throughput", "gauge", "By/s", "PCIe throughput of the GPU, sampled on the slow cadence.")
+    "ferrum.gpu.pcie.throughput", "gauge", "By/s", "PCIe throughput of the GPU, sampled on the slow cadence."
+)
 GPU_BAR1_USAGE: Final = Instrument("ferrum.gpu.bar1.usage", "updowncounter", "By", "BAR1 memory used.")
 TORCH_MEMORY_ALLOCATED: Final = Instrument(
-    "ferrum.gpu.torch.memory.allocated", "updowncounter", "By", "Memory PyTorch's allocator has handed out.")
+    "ferrum.gpu.torch.memory.allocated", "updowncounter", "By", "Memory PyTorch's allocator has handed out."
+)
 TORCH_MEMORY_RESERVED: Final = Instrument(
-    "ferrum.gpu.torch.memory.reserved", "updowncounter", "By", "Memory PyTorch's caching allocator holds.")
+    "ferrum.gpu.torch.memory.reserved", "updowncounter", "By", "Memory PyTorch's caching allocator holds."
+)
 
 # ---- process and system (semantic conventions v1.44.0) --------------------------------
 SYSTEM_MEMORY_STATE: Final = "system.memory.state"
 CPU_MODE: Final = "cpu.mode"
 PROCESS_MEMORY_USAGE: Final = Instrument(
-    "process.memory.usage", "updowncounter", "By", "The amount of physical memory in use.")
+    "process.memory.usage", "updowncounter", "By", "The amount of physical memory in use."
+)
 PROCESS_MEMORY_VIRTUAL: Final = Instrument(
-    "process.memory.virtual", "updowncounter", "By", "The amount of committed virtual memory.")
+    "process.memory.virtual", "updowncounter", "By", "The amount of committed virtual memory."
+)
 PROCESS_CPU_UTILIZATION: Final = Instrument(
-    "process.cpu.utilization", "gauge", "1", "CPU time of the process over wall time and available CPUs.")
+    "process.cpu.utilization", "gauge", "1", "CPU time of the process over wall time and available CPUs."
+)
 SYSTEM_MEMORY_USAGE: Final = Instrument("system.memory.usage", "updowncounter", "By", "Reports memory in use by state.")
 SYSTEM_MEMORY_LIMIT: Final = Instrument("system.memory.limit", "updowncounter", "By", "Total virtual memory available.")
 SYSTEM_MEMORY_UTILIZATION: Final = Instrument(
-    "system.memory.utilization", "gauge", "1", "Percentage of memory bytes in use.")
+    "system.memory.utilization", "gauge", "1", "Percentage of memory bytes in use."
+)
 SYSTEM_CPU_UTILIZATION: Final = Instrument(
-    "system.cpu.utilization", "gauge", "1", "Fraction of CPU time in use, over all CPUs.")
+    "system.cpu.utilization", "gauge", "1", "Fraction of CPU time in use, over all CPUs."
+)
 
 # ---- engine state (observe_engine) ---------------------------------------------------
 FERRUM_SCHEDULER_STATE: Final = "ferrum.scheduler.state"
@@ -239,46 +295,70 @@ ENGINE_READY: Final = Instrument("ferrum.engine.ready", "gauge", "1", "1 while t
 ENGINE_UPTIME: Final = Instrument("ferrum.engine.uptime", "gauge", "s", "Time since the engine started.")
 ENGINE_LOADED_MODELS: Final = Instrument("ferrum.engine.loaded_models", "updowncounter", "{model}", "Models loaded.")
 ENGINE_QUEUED_REQUESTS: Final = Instrument(
-    "ferrum.engine.queued_requests", "updowncounter", "{request}", "Requests queued, as the engine reports them.")
+    "ferrum.engine.queued_requests", "updowncounter", "{request}", "Requests queued, as the engine reports them."
+)
 ENGINE_MEMORY_USAGE: Final = Instrument(
-    "ferrum.engine.memory.usage", "updowncounter", "By", "Memory the engine reports in use.")
+    "ferrum.engine.memory.usage", "updowncounter", "By", "Memory the engine reports in use."
+)
 SCHEDULER_REQUESTS: Final = Instrument(
-    "ferrum.scheduler.requests", "updowncounter", "{request}",
-    "Requests in the scheduler by ferrum.scheduler.state (waiting, running, preempted).")
+    "ferrum.scheduler.requests",
+    "updowncounter",
+    "{request}",
+    "Requests in the scheduler by ferrum.scheduler.state (waiting, running, preempted).",
+)
 SCHEDULER_FINISHED: Final = Instrument(
-    "ferrum.scheduler.requests.finished", "counter", "{request}",
-    "Requests the scheduler finished, by ferrum.request.outcome (completed, failed, cancelled).")
+    "ferrum.scheduler.requests.finished",
+    "counter",
+    "{request}",
+    "Requests the scheduler finished, by ferrum.request.outcome (completed, failed, cancelled).",
+)
 SCHEDULER_WAIT_TIME: Final = Instrument("ferrum.scheduler.wait_time", "gauge", "s", "Average wait in the queue.")
 SCHEDULER_EXECUTION_TIME: Final = Instrument(
-    "ferrum.scheduler.execution_time", "gauge", "s", "Average execution time of a request.")
+    "ferrum.scheduler.execution_time", "gauge", "s", "Average execution time of a request."
+)
 SCHEDULER_THROUGHPUT: Final = Instrument(
-    "ferrum.scheduler.throughput", "gauge", "{request}/s", "Requests per second through the scheduler.")
+    "ferrum.scheduler.throughput", "gauge", "{request}/s", "Requests per second through the scheduler."
+)
 SCHEDULER_QUEUE_UTILIZATION: Final = Instrument(
-    "ferrum.scheduler.queue.utilization", "gauge", "1", "Fraction of the waiting queue in use.")
+    "ferrum.scheduler.queue.utilization", "gauge", "1", "Fraction of the waiting queue in use."
+)
 KV_CACHE_BLOCKS: Final = Instrument(
-    "ferrum.kv_cache.blocks", "updowncounter", "{block}", "KV cache blocks by ferrum.kv_cache.block.state (used, free).")
-KV_CACHE_BLOCKS_LIMIT: Final = Instrument("ferrum.kv_cache.blocks.limit", "updowncounter", "{block}", "KV cache blocks in all.")
+    "ferrum.kv_cache.blocks", "updowncounter", "{block}", "KV cache blocks by ferrum.kv_cache.block.state (used, free)."
+)
+KV_CACHE_BLOCKS_LIMIT: Final = Instrument(
+    "ferrum.kv_cache.blocks.limit", "updowncounter", "{block}", "KV cache blocks in all."
+)
 KV_CACHE_HIT_RATE: Final = Instrument("ferrum.kv_cache.hit_rate", "gauge", "1", "KV cache hit rate.")
 KV_CACHE_LOOKUPS: Final = Instrument(
-    "ferrum.kv_cache.lookups", "counter", "{lookup}", "KV cache lookups by ferrum.kv_cache.result (hit, miss).")
+    "ferrum.kv_cache.lookups", "counter", "{lookup}", "KV cache lookups by ferrum.kv_cache.result (hit, miss)."
+)
 KV_CACHE_EVICTIONS: Final = Instrument("ferrum.kv_cache.evictions", "counter", "{block}", "KV cache evictions.")
 KV_CACHE_BLOCK_UTILIZATION: Final = Instrument(
-    "ferrum.kv_cache.block.utilization", "gauge", "1", "Average fill of a KV cache block.")
+    "ferrum.kv_cache.block.utilization", "gauge", "1", "Average fill of a KV cache block."
+)
 PREFIX_CACHE_HIT_RATE: Final = Instrument("ferrum.prefix_cache.hit_rate", "gauge", "1", "Prefix cache hit rate.")
 PREFIX_CACHE_PREFIXES: Final = Instrument(
-    "ferrum.prefix_cache.prefixes", "updowncounter", "{prefix}", "Prefixes held in the prefix cache.")
+    "ferrum.prefix_cache.prefixes", "updowncounter", "{prefix}", "Prefixes held in the prefix cache."
+)
 PREFIX_CACHE_MEMORY_SAVED: Final = Instrument(
-    "ferrum.prefix_cache.memory_saved", "updowncounter", "By", "Memory the prefix cache saved.")
+    "ferrum.prefix_cache.memory_saved", "updowncounter", "By", "Memory the prefix cache saved."
+)
 PREFIX_CACHE_PREFIX_LENGTH: Final = Instrument(
-    "ferrum.prefix_cache.prefix_length", "gauge", "{token}", "Average length of a cached prefix.")
+    "ferrum.prefix_cache.prefix_length", "gauge", "{token}", "Average length of a cached prefix."
+)
 BATCH_SIZE: Final = Instrument("ferrum.batch.size", "gauge", "{request}", "Average batch size.")
 BATCH_UTILIZATION: Final = Instrument("ferrum.batch.utilization", "gauge", "1", "Batch utilization rate.")
 BATCHES: Final = Instrument(
-    "ferrum.batches", "counter", "{batch}", "Batches by ferrum.batch.state (created, completed).")
+    "ferrum.batches", "counter", "{batch}", "Batches by ferrum.batch.state (created, completed)."
+)
 BATCH_DURATION: Final = Instrument("ferrum.batch.duration", "gauge", "s", "Average time to process a batch.")
 BATCH_TOKEN_THROUGHPUT: Final = Instrument(
-    "ferrum.batch.token_throughput", "gauge", "{token}/s", "Tokens per second across all batches.")
+    "ferrum.batch.token_throughput", "gauge", "{token}/s", "Tokens per second across all batches."
+)
 FERRUM_BATCH_STATE: Final = "ferrum.batch.state"
 COMPONENT_HEALTH: Final = Instrument(
-    "ferrum.component.health", "updowncounter", "1",
-    "1 for the health state a component is in, 0 for the others (ferrum.component, ferrum.health.state).")
+    "ferrum.component.health",
+    "updowncounter",
+    "1",
+    "1 for the health state a component is in, 0 for the others (ferrum.component, ferrum.health.state).",
+)

@@ -34,7 +34,7 @@ from ._config import Telemetry, configure
 from ._fake_nvml import FakeNvml, recorded_probe
 from ._log import InvalidArgument, set_strict
 
-__all__ = ["Capture", "InvalidArgument", "capture"]
+__all__ = ["Capture", "FakeNvml", "InvalidArgument", "capture", "fake_gpus", "recorded_probe"]
 
 
 class Capture:
@@ -52,8 +52,10 @@ class Capture:
 
     def children(self, parent: ReadableSpan) -> list[ReadableSpan]:
         pid = parent.context.span_id
-        return sorted((s for s in self.spans() if s.parent is not None and s.parent.span_id == pid),
-                      key=lambda s: s.start_time or 0)
+        return sorted(
+            (s for s in self.spans() if s.parent is not None and s.parent.span_id == pid),
+            key=lambda s: s.start_time or 0,
+        )
 
     def metrics(self, scope: str | None = None) -> dict[str, Any]:
         """Metric name -> the SDK's metric object (with ``.unit`` and ``.data.data_points``),
@@ -108,8 +110,9 @@ def capture(*, strict: bool = True, **configure_kwargs: Any) -> Iterator[Capture
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
-    telemetry = configure(tracer_provider=tracer_provider, meter_provider=meter_provider, strict=strict,
-                          **configure_kwargs)
+    telemetry = configure(
+        tracer_provider=tracer_provider, meter_provider=meter_provider, strict=strict, **configure_kwargs
+    )
     try:
         yield Capture(telemetry, exporter, reader)
     finally:

@@ -37,17 +37,30 @@ class Progress:
             self.stream.flush()
 
 
-def run_demo(requests: int, concurrency: int, seed: int, endpoint: str | None, output: str | None,
-             out: IO[str] = sys.stdout, err: IO[str] = sys.stderr, *, max_batch: int = 32,
-             kv_blocks: int = 300) -> int:
+def run_demo(
+    requests: int,
+    concurrency: int,
+    seed: int,
+    endpoint: str | None,
+    output: str | None,
+    out: IO[str] = sys.stdout,
+    err: IO[str] = sys.stderr,
+    *,
+    max_batch: int = 32,
+    kv_blocks: int = 300,
+) -> int:
     handle = ferrum_otel.configure(
-        service_name="ferrum-otel-demo", endpoint=endpoint, output=output, console=False, metric_interval=1.0,
+        service_name="ferrum-otel-demo",
+        endpoint=endpoint,
+        output=output,
+        console=False,
+        metric_interval=1.0,
     )
-    config = DemoConfig(requests=requests, concurrency=concurrency, seed=seed, max_batch=max_batch,
-                        kv_blocks=kv_blocks)
+    config = DemoConfig(requests=requests, concurrency=concurrency, seed=seed, max_batch=max_batch, kv_blocks=kv_blocks)
     engine = SimEngine(config)
-    observer = ferrum_otel.observe_engine(scheduler=engine.scheduler_stats, cache=engine.cache_stats,
-                                          batching=engine.batching_metrics)
+    observer = ferrum_otel.observe_engine(
+        scheduler=engine.scheduler_stats, cache=engine.cache_stats, batching=engine.batching_metrics
+    )
     engine.on_finish = Progress(err, requests)
     started = time.perf_counter()
     try:

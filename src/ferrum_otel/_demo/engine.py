@@ -101,12 +101,16 @@ class SimEngine:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         waits = [r.token_times[0] - r.arrived for r in self.done if r.token_times]
         return SchedulerStats(
-            waiting_requests=len(self.waiting), running_requests=len(self.running),
+            waiting_requests=len(self.waiting),
+            running_requests=len(self.running),
             preempted_requests=sum(1 for r in self.waiting if r.preemptions),
-            completed_requests=len(self.done), failed_requests=0, cancelled_requests=0,
+            completed_requests=len(self.done),
+            failed_requests=0,
+            cancelled_requests=0,
             avg_wait_time_ms=1e3 * sum(waits) / len(waits) if waits else 0.0,
             avg_execution_time_ms=1e3 * sum(r.finished - r.arrived for r in self.done) / len(self.done)
-            if self.done else 0.0,
+            if self.done
+            else 0.0,
             throughput_rps=len(self.done) / elapsed,
             queue_utilization=100.0 * len(self.waiting) / max(self.c.requests, 1),
         )
@@ -115,12 +119,17 @@ class SimEngine:
         lookups = self.hits + self.misses
         used = self.c.kv_blocks - self.free_blocks
         return CacheStats(
-            total_blocks=self.c.kv_blocks, used_blocks=used, free_blocks=self.free_blocks,
-            cache_hit_rate=self.hits / lookups if lookups else 0.0, cache_hits=self.hits, cache_misses=self.misses,
+            total_blocks=self.c.kv_blocks,
+            used_blocks=used,
+            free_blocks=self.free_blocks,
+            cache_hit_rate=self.hits / lookups if lookups else 0.0,
+            cache_hits=self.hits,
+            cache_misses=self.misses,
             eviction_count=self.evictions,
             avg_block_utilization=self._block_fill(),
             prefix_cache_stats=PrefixCacheStats(
-                cached_prefixes=len(self.cached_prefixes), prefix_hit_rate=self.hits / lookups if lookups else 0.0,
+                cached_prefixes=len(self.cached_prefixes),
+                prefix_hit_rate=self.hits / lookups if lookups else 0.0,
                 avg_prefix_length=sum(r.prefix_tokens for r in self.done) / len(self.done) if self.done else 0.0,
                 memory_saved_bytes=self.hits * 2 * 32 * 8 * 128 * 2 * 64,
             ),
@@ -130,8 +139,12 @@ class SimEngine:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
         avg = self.batch_sizes / self.batches if self.batches else 0.0
         return BatchingMetrics(
-            avg_batch_size=avg, batch_utilization=avg / self.c.max_batch, batches_created=self.batches,
-            batches_completed=self.batches, avg_batch_time_ms=1e3 * self.c.step_s, tokens_per_second=self.tokens / elapsed,
+            avg_batch_size=avg,
+            batch_utilization=avg / self.c.max_batch,
+            batches_created=self.batches,
+            batches_completed=self.batches,
+            avg_batch_time_ms=1e3 * self.c.step_s,
+            tokens_per_second=self.tokens / elapsed,
         )
 
     def _block_fill(self) -> float:
@@ -145,8 +158,12 @@ class SimEngine:
         prefix = self.rng.randrange(PREFIXES)
         max_tokens = self.rng.choice((48, 64, 128))
         return SimRequest(
-            index=i, prompt_tokens=self.rng.randint(96, 640), output_tokens=min(self.rng.randint(16, 96), max_tokens),
-            max_tokens=max_tokens, prefix=prefix, prefix_tokens=64 * (prefix + 1),
+            index=i,
+            prompt_tokens=self.rng.randint(96, 640),
+            output_tokens=min(self.rng.randint(16, 96), max_tokens),
+            max_tokens=max_tokens,
+            prefix=prefix,
+            prefix_tokens=64 * (prefix + 1),
         )
 
     def _blocks_for(self, tokens: int) -> int:
@@ -161,8 +178,13 @@ class SimEngine:
             req.arrived = time.perf_counter()
             req.queue = asyncio.Queue()
             req.tracker = ferrum_otel.request(
-                model=MODEL, request_id=f"demo-{i:04d}", client_id=f"tenant-{i % 3}", input_tokens=req.prompt_tokens,
-                max_tokens=req.max_tokens, temperature=0.7, stream=True,
+                model=MODEL,
+                request_id=f"demo-{i:04d}",
+                client_id=f"tenant-{i % 3}",
+                input_tokens=req.prompt_tokens,
+                max_tokens=req.max_tokens,
+                temperature=0.7,
+                stream=True,
             )
             req.mark("queue", req.arrived)
             self.waiting.append(req)

@@ -22,7 +22,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def _intervals(req: SimRequest) -> list[tuple[str, float, float]]:
     out = []
-    for (phase, start), nxt in zip(req.marks, req.marks[1:] + [("end", req.finished)]):
+    for (phase, start), nxt in zip(req.marks, [*req.marks[1:], ("end", req.finished)]):
         out.append((phase, start, nxt[1]))
     return out
 
@@ -54,8 +54,11 @@ def _bounds(engine: SimEngine) -> str:
     """What held the running batch back, as shares of the decode steps, largest first."""
     steps = max(sum(engine.bound.values()), 1)
     shares = sorted(((n, b) for b, n in engine.bound.items() if n), reverse=True)
-    limits = {"clients": f"--concurrency {engine.c.concurrency}", "max batch": f"--max-batch {engine.c.max_batch}",
-              "KV cache": f"--kv-blocks {engine.c.kv_blocks}"}
+    limits = {
+        "clients": f"--concurrency {engine.c.concurrency}",
+        "max batch": f"--max-batch {engine.c.max_batch}",
+        "KV cache": f"--kv-blocks {engine.c.kv_blocks}",
+    }
     return ", ".join(f"{b} ({limits[b]}) {100 * n / steps:.0f}%" for n, b in shares) or "no decode steps"
 
 
@@ -64,8 +67,9 @@ def _reasons(requests: Sequence[SimRequest]) -> str:
     return f"{stop} stop, {len(requests) - stop} length (max_tokens reached)"
 
 
-def build_report(engine: SimEngine, requests: Sequence[SimRequest], wall_s: float, destinations: list[str],
-                 gpus: list[Any]) -> str:
+def build_report(
+    engine: SimEngine, requests: Sequence[SimRequest], wall_s: float, destinations: list[str], gpus: list[Any]
+) -> str:
     ttft = [1e3 * (r.token_times[0] - r.arrived) for r in requests if r.token_times]
     itl = [1e3 * (b - a) for r in requests for a, b in zip(r.token_times, r.token_times[1:])]
     e2e = [1e3 * (r.finished - r.arrived) for r in requests]
@@ -74,8 +78,10 @@ def build_report(engine: SimEngine, requests: Sequence[SimRequest], wall_s: floa
     recorded = [r.tracker.metrics for r in requests if r.tracker.metrics is not None]
 
     def row(label: str, values: Sequence[float]) -> str:
-        return (f"  {label:<22}{percentile(values, 0.5):>9.1f}{percentile(values, 0.9):>9.1f}"
-                f"{percentile(values, 0.99):>9.1f}   ms")
+        return (
+            f"  {label:<22}{percentile(values, 0.5):>9.1f}{percentile(values, 0.9):>9.1f}"
+            f"{percentile(values, 0.99):>9.1f}   ms"
+        )
 
     lines = [
         "",
@@ -103,9 +109,11 @@ def build_report(engine: SimEngine, requests: Sequence[SimRequest], wall_s: floa
     ]
     if gpus:
         for i, g in enumerate(gpus):
-            lines.append(f"  GPU {i}                 {g.utilization_percent:.0f}% busy, "
-                         f"{g.memory_used_bytes / 2**30:.1f}/{g.memory_total_bytes / 2**30:.0f} GiB, "
-                         f"{g.temperature_celsius:.0f} °C, {g.power_watts:.0f} W")
+            lines.append(
+                f"  GPU {i}                 {g.utilization_percent:.0f}% busy, "
+                f"{g.memory_used_bytes / 2**30:.1f}/{g.memory_total_bytes / 2**30:.0f} GiB, "
+                f"{g.temperature_celsius:.0f} °C, {g.power_watts:.0f} W"
+            )
     else:
         lines.append("  GPU                   none on this machine (GPU metrics turn on where NVML answers)")
     lines.append("")

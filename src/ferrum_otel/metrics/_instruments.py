@@ -18,7 +18,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from .. import semconv as s
 from .._log import log_failure
 
-__all__ = ["make_instrument", "make_observable", "ObservableGroup", "PerCollection", "Point", "RequestInstruments"]
+__all__ = ["ObservableGroup", "PerCollection", "Point", "RequestInstruments", "make_instrument", "make_observable"]
 
 T = TypeVar("T")
 #: One observation: the value and its attributes.
@@ -30,7 +30,9 @@ def make_instrument(meter: Meter, spec: s.Instrument) -> Any:
     boundaries, so even a MeterProvider the host made itself aggregates into useful buckets."""
     if spec.kind == "histogram":
         return meter.create_histogram(
-            spec.name, unit=spec.unit, description=spec.description,
+            spec.name,
+            unit=spec.unit,
+            description=spec.description,
             explicit_bucket_boundaries_advisory=list(spec.buckets or ()),
         )
     if spec.kind == "counter":
@@ -40,8 +42,9 @@ def make_instrument(meter: Meter, spec: s.Instrument) -> Any:
     raise ValueError(f"{spec.name}: no synchronous instrument of kind {spec.kind!r}")
 
 
-def make_observable(meter: Meter, spec: s.Instrument,
-                    callback: Callable[[CallbackOptions], Iterable[Observation]]) -> Any:
+def make_observable(
+    meter: Meter, spec: s.Instrument, callback: Callable[[CallbackOptions], Iterable[Observation]]
+) -> Any:
     """The observable instrument ``spec`` describes, reporting through ``callback``."""
     make = {
         "gauge": meter.create_observable_gauge,

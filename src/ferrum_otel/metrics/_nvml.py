@@ -33,9 +33,15 @@ _NOT_SUPPORTED, _NO_PERMISSION, _GPU_IS_LOST, _UNKNOWN = 3, 4, 15, 999
 
 # Clock event (throttle) reasons: the bit, and the name we report it under.
 CLOCK_EVENT_REASONS = (
-    (0x1, "gpu_idle"), (0x2, "applications_clocks_setting"), (0x4, "sw_power_cap"), (0x8, "hw_slowdown"),
-    (0x10, "sync_boost"), (0x20, "sw_thermal_slowdown"), (0x40, "hw_thermal_slowdown"),
-    (0x80, "hw_power_brake_slowdown"), (0x100, "display_clock_setting"),
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
 )
 
 
@@ -46,9 +52,27 @@ class GpuReading:
     reader's slower cadence, in a reading of their own."""
 
     __slots__ = (
-        "util_gpu", "util_memory", "util_encoder", "util_decoder", "mem_used", "mem_free", "mem_reserved",
-        "mem_total", "temperature_c", "power_w", "clock_sm_hz", "clock_memory_hz", "pstate", "clock_events",
-        "ecc_uncorrected", "ecc_corrected", "processes", "energy_j", "pcie_tx_Bps", "pcie_rx_Bps", "bar1_used",
+        "bar1_used",
+        "clock_events",
+        "clock_memory_hz",
+        "clock_sm_hz",
+        "ecc_corrected",
+        "ecc_uncorrected",
+        "energy_j",
+        "mem_free",
+        "mem_reserved",
+        "mem_total",
+        "mem_used",
+        "pcie_rx_Bps",
+        "pcie_tx_Bps",
+        "power_w",
+        "processes",
+        "pstate",
+        "temperature_c",
+        "util_decoder",
+        "util_encoder",
+        "util_gpu",
+        "util_memory",
     )
     util_gpu: float | None  # fractions, 0..1
     util_memory: float | None
@@ -84,8 +108,7 @@ class GpuReading:
         return getattr(self, name)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, GpuReading) and all(
-            getattr(self, n) == getattr(other, n) for n in self.__slots__)
+        return isinstance(other, GpuReading) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 
     def __repr__(self) -> str:
         given = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if getattr(self, n) is not None)
@@ -130,7 +153,10 @@ class GpuDevice:
         self.uuid = uuid
         self.name = name
         self.attributes: dict[str, Any] = {
-            s.HW_ID: uuid, s.HW_NAME: name, s.HW_VENDOR: "NVIDIA", s.FERRUM_GPU_INDEX: index,
+            s.HW_ID: uuid,
+            s.HW_NAME: name,
+            s.HW_VENDOR: "NVIDIA",
+            s.FERRUM_GPU_INDEX: index,
         }
         if parent is not None:
             self.attributes[s.FERRUM_GPU_MIG_PARENT] = parent
@@ -311,8 +337,9 @@ class GpuSampler:
                 d.unsupported.add(what)
             elif code in (_GPU_IS_LOST, _UNKNOWN):
                 d.lost = True
-                logger.error("ferrum-otel: GPU %d (%s) is lost (%s); its metrics stop, the others go on",
-                             d.index, d.uuid, e)
+                logger.error(
+                    "ferrum-otel: GPU %d (%s) is lost (%s); its metrics stop, the others go on", d.index, d.uuid, e
+                )
             elif what not in d._failed_logged:
                 d._failed_logged.add(what)
                 logger.warning("ferrum-otel: reading %s of GPU %d failed: %s", what, d.index, e)
@@ -362,9 +389,13 @@ class GpuSampler:
         stuck = started is not None and self._clock() - started > self.hang_after_s
         if stuck and not d.not_answering:
             d.not_answering = True
-            logger.error("ferrum-otel: GPU %d (%s) stopped answering NVML (a call has taken over %.1f s); its last "
-                         "reading is reported with its age, the other metrics go on", d.index, d.uuid,
-                         self.hang_after_s)
+            logger.error(
+                "ferrum-otel: GPU %d (%s) stopped answering NVML (a call has taken over %.1f s); its last "
+                "reading is reported with its age, the other metrics go on",
+                d.index,
+                d.uuid,
+                self.hang_after_s,
+            )
         elif not stuck and d.not_answering and started is None:
             d.not_answering = False
             logger.info("ferrum-otel: GPU %d (%s) answers NVML again", d.index, d.uuid)
@@ -382,38 +413,77 @@ class GpuSampler:
             except Exception as e:  # noqa: BLE001 - whatever a broken binding answers
                 if what not in d._failed_logged:
                     d._failed_logged.add(what)
-                    logger.warning("ferrum-otel: GPU %d answered %s with %r (%s); that field is left out",
-                                   d.index, what, raw, type(e).__name__)
+                    logger.warning(
+                        "ferrum-otel: GPU %d answered %s with %r (%s); that field is left out",
+                        d.index,
+                        what,
+                        raw,
+                        type(e).__name__,
+                    )
 
-        put("utilization", q(d, "utilization", nvml.nvmlDeviceGetUtilizationRates, h),
-            lambda u: {"util_gpu": _num(u.gpu) / 100.0, "util_memory": _num(u.memory) / 100.0})
-        for task, fn in (("encoder", nvml.nvmlDeviceGetEncoderUtilization),
-                         ("decoder", nvml.nvmlDeviceGetDecoderUtilization)):
+        put(
+            "utilization",
+            q(d, "utilization", nvml.nvmlDeviceGetUtilizationRates, h),
+            lambda u: {"util_gpu": _num(u.gpu) / 100.0, "util_memory": _num(u.memory) / 100.0},
+        )
+        for task, fn in (
+            ("encoder", nvml.nvmlDeviceGetEncoderUtilization),
+            ("decoder", nvml.nvmlDeviceGetDecoderUtilization),
+        ):
             put(f"util_{task}", q(d, f"util_{task}", fn, h), _field(f"util_{task}", lambda v: _num(v[0]) / 100.0))
         mem = q(d, "memory_v2", nvml.nvmlDeviceGetMemoryInfo, h, nvml.nvmlMemory_v2)
         if mem is not None:
             # v2 leaves the driver's reservation out of `used`, as nvidia-smi does.
-            put("memory_v2", mem, lambda m: {"mem_used": _int(m.used), "mem_free": _int(m.free),
-                                             "mem_reserved": _int(m.reserved), "mem_total": _int(m.total)})
+            put(
+                "memory_v2",
+                mem,
+                lambda m: {
+                    "mem_used": _int(m.used),
+                    "mem_free": _int(m.free),
+                    "mem_reserved": _int(m.reserved),
+                    "mem_total": _int(m.total),
+                },
+            )
         else:
-            put("memory_v1", q(d, "memory_v1", nvml.nvmlDeviceGetMemoryInfo, h),
-                lambda m: {"mem_used": _int(m.used), "mem_free": _int(m.free), "mem_total": _int(m.total)})
-        put("temperature", q(d, "temperature", nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
-            lambda v: {"temperature_c": _num(v)})
+            put(
+                "memory_v1",
+                q(d, "memory_v1", nvml.nvmlDeviceGetMemoryInfo, h),
+                lambda m: {"mem_used": _int(m.used), "mem_free": _int(m.free), "mem_total": _int(m.total)},
+            )
+        put(
+            "temperature",
+            q(d, "temperature", nvml.nvmlDeviceGetTemperature, h, nvml.NVML_TEMPERATURE_GPU),
+            lambda v: {"temperature_c": _num(v)},
+        )
         put("power", q(d, "power", nvml.nvmlDeviceGetPowerUsage, h), lambda v: {"power_w": _num(v) / 1000.0})
         for clock, kind in (("sm", nvml.NVML_CLOCK_SM), ("memory", nvml.NVML_CLOCK_MEM)):
-            put(f"clock_{clock}", q(d, f"clock_{clock}", nvml.nvmlDeviceGetClockInfo, h, kind),
-                _field(f"clock_{clock}_hz", lambda v: _num(v) * 1e6))
+            put(
+                f"clock_{clock}",
+                q(d, f"clock_{clock}", nvml.nvmlDeviceGetClockInfo, h, kind),
+                _field(f"clock_{clock}_hz", lambda v: _num(v) * 1e6),
+            )
         put("pstate", q(d, "pstate", nvml.nvmlDeviceGetPerformanceState, h), lambda v: {"pstate": _int(v)})
         put("clock_events", q(d, "clock_events", _clock_events(nvml), h), lambda v: {"clock_events": _int(v)})
-        for kind, code in (("uncorrected", nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
-                           ("corrected", nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED)):
-            put(f"ecc_{kind}", q(d, f"ecc_{kind}", nvml.nvmlDeviceGetTotalEccErrors, h, code, nvml.NVML_VOLATILE_ECC),
-                _field(f"ecc_{kind}", _int))
-        put("processes", q(d, "processes", nvml.nvmlDeviceGetComputeRunningProcesses, h),
-            lambda procs: {"processes": [(_int(p.pid), _int(p.usedGpuMemory)) for p in procs
-                                         if (self.all_processes or p.pid == self._pid)
-                                         and p.usedGpuMemory is not None]})
+        for kind, code in (
+            ("uncorrected", nvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
+            ("corrected", nvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+        ):
+            put(
+                f"ecc_{kind}",
+                q(d, f"ecc_{kind}", nvml.nvmlDeviceGetTotalEccErrors, h, code, nvml.NVML_VOLATILE_ECC),
+                _field(f"ecc_{kind}", _int),
+            )
+        put(
+            "processes",
+            q(d, "processes", nvml.nvmlDeviceGetComputeRunningProcesses, h),
+            lambda procs: {
+                "processes": [
+                    (_int(p.pid), _int(p.usedGpuMemory))
+                    for p in procs
+                    if (self.all_processes or p.pid == self._pid) and p.usedGpuMemory is not None
+                ]
+            },
+        )
         return r
 
     # ---- the slow cadence -----------------------------------------------------------
@@ -446,8 +516,9 @@ class GpuSampler:
             except Exception:  # noqa: BLE001 - a value of the wrong type drops that field
                 if what not in d._failed_logged:
                     d._failed_logged.add(what)
-                    logger.warning("ferrum-otel: GPU %d answered %s with %r; that field is left out", d.index, what,
-                                   value)
+                    logger.warning(
+                        "ferrum-otel: GPU %d answered %s with %r; that field is left out", d.index, what, value
+                    )
         return out
 
     def read_slow(self) -> None:
@@ -534,8 +605,9 @@ class _Reader:
 
 def _clock_events(nvml: Any) -> Callable[[Any], int]:
     # Renamed from "throttle reasons" to "clocks event reasons" in newer drivers.
-    reasons: Callable[[Any], int] = (getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
-                                     or nvml.nvmlDeviceGetCurrentClocksThrottleReasons)
+    reasons: Callable[[Any], int] = (
+        getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+    )
     return reasons
 
 

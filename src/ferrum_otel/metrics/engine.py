@@ -21,7 +21,10 @@ from ._instruments import ObservableGroup, PerCollection, Point
 __all__ = ["EngineObserver", "observe_engine"]
 
 _KINDS: dict[str, type] = {
-    "status": EngineStatus, "scheduler": SchedulerStats, "cache": CacheStats, "batching": BatchingMetrics,
+    "status": EngineStatus,
+    "scheduler": SchedulerStats,
+    "cache": CacheStats,
+    "batching": BatchingMetrics,
     "health": HealthStatus,
 }
 
@@ -66,10 +69,16 @@ def _status(v: EngineStatus) -> dict[s.Instrument, list[tuple[float, dict[str, A
 def _scheduler(v: SchedulerStats) -> dict[s.Instrument, list[tuple[float, dict[str, Any]]]]:
     state, outcome = s.FERRUM_SCHEDULER_STATE, s.FERRUM_REQUEST_OUTCOME
     return {
-        s.SCHEDULER_REQUESTS: [(v.waiting_requests, {state: "waiting"}), (v.running_requests, {state: "running"}),
-                               (v.preempted_requests, {state: "preempted"})],
-        s.SCHEDULER_FINISHED: [(v.completed_requests, {outcome: "completed"}), (v.failed_requests, {outcome: "failed"}),
-                               (v.cancelled_requests, {outcome: "cancelled"})],
+        s.SCHEDULER_REQUESTS: [
+            (v.waiting_requests, {state: "waiting"}),
+            (v.running_requests, {state: "running"}),
+            (v.preempted_requests, {state: "preempted"}),
+        ],
+        s.SCHEDULER_FINISHED: [
+            (v.completed_requests, {outcome: "completed"}),
+            (v.failed_requests, {outcome: "failed"}),
+            (v.cancelled_requests, {outcome: "cancelled"}),
+        ],
         s.SCHEDULER_WAIT_TIME: [(v.avg_wait_time_ms / 1e3, {})],
         s.SCHEDULER_EXECUTION_TIME: [(v.avg_execution_time_ms / 1e3, {})],
         s.SCHEDULER_THROUGHPUT: [(v.throughput_rps, {})],
@@ -101,8 +110,10 @@ def _batching(v: BatchingMetrics) -> dict[s.Instrument, list[tuple[float, dict[s
     return {
         s.BATCH_SIZE: [(v.avg_batch_size, {})],
         s.BATCH_UTILIZATION: [(v.batch_utilization, {})],
-        s.BATCHES: [(v.batches_created, {s.FERRUM_BATCH_STATE: "created"}),
-                    (v.batches_completed, {s.FERRUM_BATCH_STATE: "completed"})],
+        s.BATCHES: [
+            (v.batches_created, {s.FERRUM_BATCH_STATE: "created"}),
+            (v.batches_completed, {s.FERRUM_BATCH_STATE: "completed"}),
+        ],
         s.BATCH_DURATION: [(v.avg_batch_time_ms / 1e3, {})],
         s.BATCH_TOKEN_THROUGHPUT: [(v.tokens_per_second, {})],
     }
@@ -113,22 +124,50 @@ def _health(v: HealthStatus) -> dict[s.Instrument, list[tuple[float, dict[str, A
     components = [("engine", v.status), *((name, c.status) for name, c in v.component_status.items())]
     for component, status in components:
         for state in ("Healthy", "Warning", "Unhealthy"):
-            points.append((1 if status.value == state else 0,
-                           {s.FERRUM_COMPONENT: component, s.FERRUM_HEALTH_STATE: state.lower()}))
+            points.append(
+                (
+                    1 if status.value == state else 0,
+                    {s.FERRUM_COMPONENT: component, s.FERRUM_HEALTH_STATE: state.lower()},
+                )
+            )
     return {s.COMPONENT_HEALTH: points}
 
 
 _READERS: dict[str, Callable[[Any], dict[s.Instrument, list[tuple[float, dict[str, Any]]]]]] = {
-    "status": _status, "scheduler": _scheduler, "cache": _cache, "batching": _batching, "health": _health,
+    "status": _status,
+    "scheduler": _scheduler,
+    "cache": _cache,
+    "batching": _batching,
+    "health": _health,
 }
 _INSTRUMENTS: dict[str, tuple[s.Instrument, ...]] = {
-    "status": (s.ENGINE_READY, s.ENGINE_UPTIME, s.ENGINE_LOADED_MODELS, s.ENGINE_QUEUED_REQUESTS,
-               s.ENGINE_MEMORY_USAGE),
-    "scheduler": (s.SCHEDULER_REQUESTS, s.SCHEDULER_FINISHED, s.SCHEDULER_WAIT_TIME, s.SCHEDULER_EXECUTION_TIME,
-                  s.SCHEDULER_THROUGHPUT, s.SCHEDULER_QUEUE_UTILIZATION),
-    "cache": (s.KV_CACHE_BLOCKS, s.KV_CACHE_BLOCKS_LIMIT, s.KV_CACHE_HIT_RATE, s.KV_CACHE_LOOKUPS,
-              s.KV_CACHE_EVICTIONS, s.KV_CACHE_BLOCK_UTILIZATION, s.PREFIX_CACHE_HIT_RATE, s.PREFIX_CACHE_PREFIXES,
-              s.PREFIX_CACHE_MEMORY_SAVED, s.PREFIX_CACHE_PREFIX_LENGTH),
+    "status": (
+        s.ENGINE_READY,
+        s.ENGINE_UPTIME,
+        s.ENGINE_LOADED_MODELS,
+        s.ENGINE_QUEUED_REQUESTS,
+        s.ENGINE_MEMORY_USAGE,
+    ),
+    "scheduler": (
+        s.SCHEDULER_REQUESTS,
+        s.SCHEDULER_FINISHED,
+        s.SCHEDULER_WAIT_TIME,
+        s.SCHEDULER_EXECUTION_TIME,
+        s.SCHEDULER_THROUGHPUT,
+        s.SCHEDULER_QUEUE_UTILIZATION,
+    ),
+    "cache": (
+        s.KV_CACHE_BLOCKS,
+        s.KV_CACHE_BLOCKS_LIMIT,
+        s.KV_CACHE_HIT_RATE,
+        s.KV_CACHE_LOOKUPS,
+        s.KV_CACHE_EVICTIONS,
+        s.KV_CACHE_BLOCK_UTILIZATION,
+        s.PREFIX_CACHE_HIT_RATE,
+        s.PREFIX_CACHE_PREFIXES,
+        s.PREFIX_CACHE_MEMORY_SAVED,
+        s.PREFIX_CACHE_PREFIX_LENGTH,
+    ),
     "batching": (s.BATCH_SIZE, s.BATCH_UTILIZATION, s.BATCHES, s.BATCH_DURATION, s.BATCH_TOKEN_THROUGHPUT),
     "health": (s.COMPONENT_HEALTH,),
 }
@@ -175,12 +214,23 @@ def observe_engine(
     The instruments go on ``meter_provider``, else on the one ``configure()`` set up, else
     on the global one.  ``close()`` on the result stops the reporting.
     """
-    sources = {name: fn for name, fn in (("status", status), ("scheduler", scheduler), ("cache", cache),
-                                          ("batching", batching), ("health", health)) if fn is not None}
+    sources = {
+        name: fn
+        for name, fn in (
+            ("status", status),
+            ("scheduler", scheduler),
+            ("cache", cache),
+            ("batching", batching),
+            ("health", health),
+        )
+        if fn is not None
+    }
     for name, fn in sources.items():
         if not callable(fn):
-            raise TypeError(f"observe_engine({name}=...) takes a callable returning {_KINDS[name].__name__}, "
-                            f"got {type(fn).__name__}")
+            raise TypeError(
+                f"observe_engine({name}=...) takes a callable returning {_KINDS[name].__name__}, "
+                f"got {type(fn).__name__}"
+            )
     if not sources:
         raise TypeError("observe_engine() needs at least one of status, scheduler, cache, batching, health")
     return EngineObserver(_meter(meter_provider), sources)

@@ -24,8 +24,10 @@ Emit = Callable[[GpuDevice, Reading, Reading], Iterable[tuple[float, dict[str, A
 
 # Extra point attributes as hashable keys (every name from semconv), made once.
 _GPU = (s.HW_TYPE, s.HW_TYPE_GPU)
-_TASKS = [(key, ((s.HW_GPU_TASK, task),)) for task, key in
-          (("general", "util_gpu"), ("encoder", "util_encoder"), ("decoder", "util_decoder"))]
+_TASKS = [
+    (key, ((s.HW_GPU_TASK, task),))
+    for task, key in (("general", "util_gpu"), ("encoder", "util_encoder"), ("decoder", "util_decoder"))
+]
 _CLOCKS = {clock: ((s.FERRUM_GPU_CLOCK, clock),) for clock in ("sm", "memory")}
 _REASONS = [(bit, ((s.FERRUM_GPU_CLOCK_EVENT_REASON, name),)) for bit, name in CLOCK_EVENT_REASONS]
 _ECC = [(f"ecc_{kind}", (_GPU, (s.ERROR_TYPE, kind))) for kind in ("uncorrected", "corrected")]
@@ -164,8 +166,11 @@ class GpuInstruments(ObservableGroup):
     def _age(self) -> Iterable[tuple[float, dict[str, Any]]]:
         if not self.sampler.available:
             return []
-        return [(age, d.attributes) for i, d in enumerate(self.sampler.devices)
-                if not d.lost and (age := self.sampler.age(i)) is not None]
+        return [
+            (age, d.attributes)
+            for i, d in enumerate(self.sampler.devices)
+            if not d.lost and (age := self.sampler.age(i)) is not None
+        ]
 
 
 def register_gpu_instruments(meter: Meter, sampler: GpuSampler | None = None) -> GpuInstruments | None:
@@ -195,8 +200,12 @@ def instrument_gpu(
     sampler = shared_sampler(devices=devices, all_processes=all_processes, slow_interval_s=slow_interval)
     sampler.all_processes = all_processes
     if devices is not None and sampler._wanted != list(devices):
-        logger.warning("ferrum-otel: the GPU sampler already runs for devices %s; devices=%s is not applied "
-                       "(one sampler per process)", sampler._wanted or "all", list(devices))
+        logger.warning(
+            "ferrum-otel: the GPU sampler already runs for devices %s; devices=%s is not applied "
+            "(one sampler per process)",
+            sampler._wanted or "all",
+            list(devices),
+        )
     return register_gpu_instruments(meter, sampler)
 
 
@@ -218,15 +227,20 @@ def gpu_snapshot(sampler: GpuSampler | None = None) -> list[GpuMetrics]:
         d = sampler.devices[i]
         used, total = r.mem_used, r.mem_total if r.mem_total is not None else d.memory_total
         if used is None or total is None:
-            warn_once(f"snapshot-memory:{d.uuid}", "ferrum-otel: GPU %d: memory could not be read; it is left "
-                      "out of gpu_snapshot()", d.index)
+            warn_once(
+                f"snapshot-memory:{d.uuid}",
+                "ferrum-otel: GPU %d: memory could not be read; it is left out of gpu_snapshot()",
+                d.index,
+            )
             continue
         # A reading the GPU does not give is NaN, never a made-up 0 (serde writes it as null).
-        out.append(GpuMetrics(
-            utilization_percent=_NAN if r.util_gpu is None else 100.0 * r.util_gpu,
-            memory_used_bytes=used,
-            memory_total_bytes=total,
-            temperature_celsius=_NAN if r.temperature_c is None else r.temperature_c,
-            power_watts=_NAN if r.power_w is None else r.power_w,
-        ))
+        out.append(
+            GpuMetrics(
+                utilization_percent=_NAN if r.util_gpu is None else 100.0 * r.util_gpu,
+                memory_used_bytes=used,
+                memory_total_bytes=total,
+                temperature_celsius=_NAN if r.temperature_c is None else r.temperature_c,
+                power_watts=_NAN if r.power_w is None else r.power_w,
+            )
+        )
     return out

@@ -15,8 +15,8 @@ from opentelemetry.metrics import Meter
 
 from .. import semconv as s
 from ..schema import DiskMetrics, MemoryUsage, NetworkMetrics, SystemMetrics
-from ._nvml import GpuSampler, shared_sampler
 from ._instruments import ObservableGroup
+from ._nvml import GpuSampler, shared_sampler
 from .gpu import gpu_snapshot
 
 __all__ = ["MemoryInstruments", "memory_snapshot", "register_memory_instruments", "system_snapshot"]
@@ -56,10 +56,13 @@ class MemoryInstruments(ObservableGroup):
 
     def __init__(self, meter: Meter) -> None:
         super().__init__(meter)
-        self.observe(s.TORCH_MEMORY_ALLOCATED,
-                     lambda: [(allocated, {s.FERRUM_GPU_INDEX: i}) for i, allocated, _ in _torch_memory()])
-        self.observe(s.TORCH_MEMORY_RESERVED,
-                     lambda: [(reserved, {s.FERRUM_GPU_INDEX: i}) for i, _, reserved in _torch_memory()])
+        self.observe(
+            s.TORCH_MEMORY_ALLOCATED,
+            lambda: [(allocated, {s.FERRUM_GPU_INDEX: i}) for i, allocated, _ in _torch_memory()],
+        )
+        self.observe(
+            s.TORCH_MEMORY_RESERVED, lambda: [(reserved, {s.FERRUM_GPU_INDEX: i}) for i, _, reserved in _torch_memory()]
+        )
 
 
 _vm_cache: tuple[float, Any] = (-1e18, None)
@@ -113,8 +116,10 @@ def _rates() -> tuple[NetworkMetrics, DiskMetrics]:
     with _io_lock:
         last, _io_last = _io_last, (now, net, disk)
     if last is None or now <= last[0]:
-        return (NetworkMetrics(rx_bytes_per_sec=0, tx_bytes_per_sec=0, rx_packets_per_sec=0, tx_packets_per_sec=0),
-                DiskMetrics(read_bytes_per_sec=0, write_bytes_per_sec=0, read_ops_per_sec=0, write_ops_per_sec=0))
+        return (
+            NetworkMetrics(rx_bytes_per_sec=0, tx_bytes_per_sec=0, rx_packets_per_sec=0, tx_packets_per_sec=0),
+            DiskMetrics(read_bytes_per_sec=0, write_bytes_per_sec=0, read_ops_per_sec=0, write_ops_per_sec=0),
+        )
     dt = now - last[0]
 
     def rate(new: Any, old: Any, field: str) -> int:
@@ -125,11 +130,18 @@ def _rates() -> tuple[NetworkMetrics, DiskMetrics]:
 
     n0, d0 = last[1], last[2]
     return (
-        NetworkMetrics(rx_bytes_per_sec=rate(net, n0, "bytes_recv"), tx_bytes_per_sec=rate(net, n0, "bytes_sent"),
-                       rx_packets_per_sec=rate(net, n0, "packets_recv"),
-                       tx_packets_per_sec=rate(net, n0, "packets_sent")),
-        DiskMetrics(read_bytes_per_sec=rate(disk, d0, "read_bytes"), write_bytes_per_sec=rate(disk, d0, "write_bytes"),
-                    read_ops_per_sec=rate(disk, d0, "read_count"), write_ops_per_sec=rate(disk, d0, "write_count")),
+        NetworkMetrics(
+            rx_bytes_per_sec=rate(net, n0, "bytes_recv"),
+            tx_bytes_per_sec=rate(net, n0, "bytes_sent"),
+            rx_packets_per_sec=rate(net, n0, "packets_recv"),
+            tx_packets_per_sec=rate(net, n0, "packets_sent"),
+        ),
+        DiskMetrics(
+            read_bytes_per_sec=rate(disk, d0, "read_bytes"),
+            write_bytes_per_sec=rate(disk, d0, "write_bytes"),
+            read_ops_per_sec=rate(disk, d0, "read_count"),
+            write_ops_per_sec=rate(disk, d0, "write_count"),
+        ),
     )
 
 

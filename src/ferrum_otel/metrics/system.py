@@ -62,8 +62,9 @@ class _Flag:
         self._on = False
 
 
-def _guard(callbacks: Sequence[Callable[[CallbackOptions], Iterable[Observation]]] | None,
-           flag: _Flag) -> list[Callable[[CallbackOptions], Iterable[Observation]]]:
+def _guard(
+    callbacks: Sequence[Callable[[CallbackOptions], Iterable[Observation]]] | None, flag: _Flag
+) -> list[Callable[[CallbackOptions], Iterable[Observation]]]:
     def wrap(fn: Callable[[CallbackOptions], Iterable[Observation]]) -> Callable[[CallbackOptions], list[Observation]]:
         def callback(options: CallbackOptions) -> list[Observation]:
             if not flag.on:
@@ -164,8 +165,10 @@ def register_system_metrics(provider: MeterProvider) -> SystemMetrics | None:
     is missing or where the application already runs it."""
     base = _library()
     if base is None:
-        warn_once("no-system-metrics", "ferrum-otel: no process and system metrics: "
-                  "opentelemetry-instrumentation-system-metrics is not installed")
+        warn_once(
+            "no-system-metrics",
+            "ferrum-otel: no process and system metrics: opentelemetry-instrumentation-system-metrics is not installed",
+        )
         return None
     running = base._instance
     if running is not None and running.is_instrumented_by_opentelemetry:

@@ -18,14 +18,13 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar, Union, cast
 
-T = TypeVar("T")
-
 import attrs
-
 from typing_extensions import dataclass_transform  # typing has it from 3.11; we support 3.10
 
 from ._errors import SchemaError
 from ._time import Timestamp
+
+T = TypeVar("T")
 
 __all__ = [
     "JsonValue",

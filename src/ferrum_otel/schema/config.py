@@ -191,4 +191,3 @@ class EngineConfig:
     memory: MemoryConfig = attrs.Factory(MemoryConfig)
     batching: BatchConfig = attrs.Factory(BatchConfig)
     monitoring: MonitoringConfig = attrs.Factory(MonitoringConfig)
-

@@ -62,8 +62,17 @@ class DataType(enum.Enum):
 
 
 _SIZES = {
-    DataType.FP32: 4, DataType.INT32: 4, DataType.UINT32: 4,
-    DataType.FP16: 2, DataType.BF16: 2, DataType.INT16: 2, DataType.UINT16: 2,
-    DataType.FP8: 1, DataType.INT8: 1, DataType.UINT8: 1, DataType.BOOL: 1,
-    DataType.INT4: 1, DataType.UINT4: 1,
+    DataType.FP32: 4,
+    DataType.INT32: 4,
+    DataType.UINT32: 4,
+    DataType.FP16: 2,
+    DataType.BF16: 2,
+    DataType.INT16: 2,
+    DataType.UINT16: 2,
+    DataType.FP8: 1,
+    DataType.INT8: 1,
+    DataType.UINT8: 1,
+    DataType.BOOL: 1,
+    DataType.INT4: 1,
+    DataType.UINT4: 1,
 }

@@ -380,7 +380,9 @@ class HealthStatus:
 
     @classmethod
     def healthy(cls) -> HealthStatus:
-        return cls(status=HealthStatusType.Healthy, component_status=ComponentStatus.healthy(), last_check=Timestamp.now())
+        return cls(
+            status=HealthStatusType.Healthy, component_status=ComponentStatus.healthy(), last_check=Timestamp.now()
+        )
 
 
 @schema

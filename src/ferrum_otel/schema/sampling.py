@@ -51,7 +51,6 @@ class SamplingParams:
     mirostat: MirostatParams | None = None
     response_format: ResponseFormat = serde_default(default=ResponseFormat.Text)  # #[serde(default)]
 
-
     @classmethod
     def greedy(cls) -> SamplingParams:
         return cls(temperature=0.0, top_p=1.0, top_k=None)
@@ -68,4 +67,3 @@ def _default_presets() -> dict[str, SamplingParams]:
 @schema(default=True)
 class SamplingPresets:
     presets: dict[str, SamplingParams] = attrs.Factory(_default_presets)
-

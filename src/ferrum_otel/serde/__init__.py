@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 import typing
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, overload
 
 from ..schema._errors import SchemaError
 from ..schema._types import check_for, describe
@@ -152,10 +152,18 @@ def _readable(cls: Any) -> bool:
     return isinstance(cls, type) or typing.get_origin(cls) is not None
 
 
-def loads(data: str | bytes | bytearray, cls: type[T] | Any) -> T:
-    """Read JSON text that the Rust engine wrote (or would accept) into ``cls``."""
-    value: T = from_builtins(_parse(data, describe(cls)), cls)
-    return value
+@overload
+def loads(data: str | bytes | bytearray, cls: type[T]) -> T: ...
+
+
+@overload
+def loads(data: str | bytes | bytearray, cls: Any) -> Any: ...
+
+
+def loads(data: str | bytes | bytearray, cls: Any) -> Any:
+    """Read JSON text that the Rust engine wrote (or would accept) into ``cls`` (a schema
+    class, or ``list[...]``, ``dict[str, ...]``, ``... | None`` of one)."""
+    return from_builtins(_parse(data, describe(cls)), cls)
 
 
 def to_builtins(obj: Any, cls: Any = None) -> Any:

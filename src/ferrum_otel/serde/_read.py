@@ -36,6 +36,7 @@ from ._hooks import (
 
 __all__: list[str] = []
 
+
 def _is_scalar(tp: Any) -> bool:
     kind = rust_kind(tp)
     if kind is not None:
@@ -208,7 +209,8 @@ def _enum_factory(cls: type[enum.Enum]) -> Hook:
 
 # Variants that the Linux build of the engine does not compile, so it refuses them on input.
 _NOT_IN_LINUX_BUILD: dict[type[Variant], dict[str, str]] = {
-    Device: {"Metal": "Device::Metal exists only in macOS builds of the engine"}}
+    Device: {"Metal": "Device::Metal exists only in macOS builds of the engine"}
+}
 
 
 def _external_variant_factory(cls: type[Variant]) -> Hook:
@@ -267,8 +269,17 @@ def _response_format(v: Any, _: Any) -> Any:
         raise fail from None
 
 
-_QUANT = {c.__name__: c for c in (QuantizationConfig.GPTQ, QuantizationConfig.AWQ, QuantizationConfig.FP8,
-                                  QuantizationConfig.INT8, QuantizationConfig.INT4, QuantizationConfig.SmoothQuant)}
+_QUANT = {
+    c.__name__: c
+    for c in (
+        QuantizationConfig.GPTQ,
+        QuantizationConfig.AWQ,
+        QuantizationConfig.FP8,
+        QuantizationConfig.INT8,
+        QuantizationConfig.INT4,
+        QuantizationConfig.SmoothQuant,
+    )
+}
 
 
 def _quantization(v: Any, _: Any) -> Any:
@@ -300,8 +311,10 @@ def _quantization_variant_factory(cls: type) -> Hook:
     def read(v: Any, _: Any) -> Any:
         value = _quantization(v, QuantizationConfig)
         if type(value) is not cls:
-            raise Fail(f"invalid value: QuantizationConfig::{type(value).__name__}, expected "
-                       f"QuantizationConfig::{cls.__name__}")
+            raise Fail(
+                f"invalid value: QuantizationConfig::{type(value).__name__}, expected "
+                f"QuantizationConfig::{cls.__name__}"
+            )
         return value
 
     return read
@@ -357,8 +370,7 @@ converter.register_structure_hook_func(lambda tp: tp is ResponseFormat, _respons
 converter.register_structure_hook_func(lambda tp: tp is QuantizationConfig, _quantization)
 converter.register_structure_hook_factory(
     lambda tp: isinstance(tp, type) and issubclass(tp, QuantizationConfig) and tp is not QuantizationConfig,
-    _quantization_variant_factory)
+    _quantization_variant_factory,
+)
 converter.register_structure_hook(Timestamp, _timestamp)
 converter.register_structure_hook(Duration, _duration)
-
-

@@ -30,7 +30,7 @@ def _layout(digits: str, k: int, neg: bool, limit: int, low: int) -> str:
     n = len(digits)
     kk = n + k
     sign = "-" if neg else ""
-    if 0 <= k and kk <= limit:
+    if k >= 0 and kk <= limit:
         return f"{sign}{digits}{'0' * k}.0"
     if 0 < kk <= limit:
         return f"{sign}{digits[:kk]}.{digits[kk:]}"

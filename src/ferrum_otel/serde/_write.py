@@ -19,6 +19,7 @@ from ._text import F32
 
 __all__ = ["writer_for"]
 
+
 def _finite_or_none(x: float) -> float | None:
     # serde_json writes NaN and infinities as null.
     return x if x - x == 0.0 else None

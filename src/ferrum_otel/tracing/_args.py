@@ -123,8 +123,12 @@ def attributes_arg(call: str, value: Any) -> dict[str, Any] | None:
         if not isinstance(key, str) or not key:
             refuse(call, "attributes", key, "is not an attribute name")
         elif not _attribute_ok(item):
-            refuse(call, f"attributes[{key!r}]", item,
-                   "is not an attribute value (str, bool, int within int64, float, or a list of them)")
+            refuse(
+                call,
+                f"attributes[{key!r}]",
+                item,
+                "is not an attribute value (str, bool, int within int64, float, or a list of them)",
+            )
         else:
             out[key] = item
     return out or None

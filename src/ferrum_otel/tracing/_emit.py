@@ -7,8 +7,8 @@ made with explicit timestamps: cheaper than live spans, and exact.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import enum
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from opentelemetry.context import Context
@@ -20,6 +20,7 @@ from ..schema import RequestMetrics
 
 __all__ = ["CANCELLED", "ERROR", "OK", "Outcome", "Phase", "RequestStatus", "emit", "start_request_span"]
 
+
 class RequestStatus(enum.Enum):
     """How a request ended."""
 
@@ -29,6 +30,7 @@ class RequestStatus(enum.Enum):
 
 
 OK, ERROR, CANCELLED = RequestStatus.OK, RequestStatus.ERROR, RequestStatus.CANCELLED
+
 
 class Phase(NamedTuple):
     """One interval of a phase, placed in Unix nanoseconds, with the PhaseMetrics figures its
@@ -104,12 +106,20 @@ def request_kind(context: Context | None) -> SpanKind:
 
 
 def start_request_span(
-    rt: Runtime, operation: str, model: str | None, start_ns: int, attributes: dict[str, Any], context: Context | None,
+    rt: Runtime,
+    operation: str,
+    model: str | None,
+    start_ns: int,
+    attributes: dict[str, Any],
+    context: Context | None,
     kind: SpanKind | None = None,
 ) -> Span:
     return rt.tracer.start_span(
-        s.request_span_name(operation, model), context=context, kind=kind or request_kind(context),
-        attributes=attributes, start_time=start_ns,
+        s.request_span_name(operation, model),
+        context=context,
+        kind=kind or request_kind(context),
+        attributes=attributes,
+        start_time=start_ns,
     )
 
 
@@ -179,7 +189,9 @@ def emit(
         tracer = rt.tracer
         for phase in phases:
             child = tracer.start_span(
-                phase.name, context=parent, start_time=phase.start_ns,
+                phase.name,
+                context=parent,
+                start_time=phase.start_ns,
                 attributes={
                     s.FERRUM_PHASE_OPERATIONS: phase.operations,
                     s.FERRUM_PHASE_TOKENS: phase.tokens,
@@ -193,8 +205,13 @@ def emit(
 
 
 def _record_metrics(
-    rt: Runtime, m: RequestMetrics, phases: Sequence[Phase], outcome: Outcome,
-    model: str | None, operation: str, provider: str,
+    rt: Runtime,
+    m: RequestMetrics,
+    phases: Sequence[Phase],
+    outcome: Outcome,
+    model: str | None,
+    operation: str,
+    provider: str,
 ) -> None:
     ins = rt.instruments
     attrs = rt.metric_attributes(model, operation, provider, outcome.error_type)
@@ -207,7 +224,9 @@ def _record_metrics(
         return
     ins.duration.record(outcome.duration_s, attrs)
     if m.input_tokens and outcome.input_known:
-        ins.token_usage.record(m.input_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT))
+        ins.token_usage.record(
+            m.input_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT)
+        )
         ins.prefill_tokens.add(m.input_tokens, attrs)
     ins.token_usage.record(m.output_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_OUTPUT))
     if m.output_tokens:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from time import perf_counter_ns
 from typing import Any, TypeVar, overload
 
@@ -56,14 +56,20 @@ class _Spec:
         # Constants are settled (and checked) now; only the options given as callables run per call.
         constants = {key: (None if callable(options[key]) else options[key]) for key in _PER_CALL}
         model, client_id, input_tokens, _parent, prompt = request_values(
-            where, constants["model"], constants["client_id"], constants["input_tokens"], None, constants["prompt"])
+            where, constants["model"], constants["client_id"], constants["input_tokens"], None, constants["prompt"]
+        )
         constants.update(model=model, client_id=client_id, input_tokens=input_tokens, prompt=prompt)
         if constants["context"] is not None:
             constants["context"] = _args.context_arg(where, constants["context"])
         self.constants = constants
         self.callables = [(key, options[key]) for key in _PER_CALL if callable(options[key])]
         self.params = request_params(
-            where, options["max_tokens"], options["temperature"], options["top_p"], options["top_k"], options["seed"],
+            where,
+            options["max_tokens"],
+            options["temperature"],
+            options["top_p"],
+            options["top_k"],
+            options["seed"],
             options["stream"],
         )
         self.attributes = _args.attributes_arg(where, options["attributes"])
@@ -82,13 +88,24 @@ class _Spec:
                 for key, fn in self.callables:
                     v[key] = fn(*args, **kwargs)
                 model, client_id, input_tokens, _parent, prompt = request_values(
-                    self.where, v["model"], v["client_id"], v["input_tokens"], None, v["prompt"])
+                    self.where, v["model"], v["client_id"], v["input_tokens"], None, v["prompt"]
+                )
                 context = _args.context_arg(self.where, v["context"]) if v["context"] is not None else None
             if prompt is None and rt.capture_content:
                 prompt = next((a for a in args if isinstance(a, str)), None)
             return RequestTracker(
-                rt, model, self.operation, self.provider, v["request_id"], client_id, input_tokens,
-                self.params, self.attributes, parent_context(context), prompt, self.kind,
+                rt,
+                model,
+                self.operation,
+                self.provider,
+                v["request_id"],
+                client_id,
+                input_tokens,
+                self.params,
+                self.attributes,
+                parent_context(context),
+                prompt,
+                self.kind,
             )
         except InvalidArgument:
             raise
@@ -210,7 +227,7 @@ def _wrap_generator(spec: _Spec) -> Callable[..., Any]:
                 finally:
                     tracker.cancel()
                 raise
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - thrown into the generator, which decides
                 step, value = gen.throw, exc
 
     return wrapper
@@ -360,9 +377,22 @@ def instrument(
     ``token_count(result)`` gives the output tokens.
     """
     options = dict(
-        model=model, operation=operation, provider=provider, token_count=token_count, input_tokens=input_tokens,
-        request_id=request_id, client_id=client_id, context=context, prompt=prompt, max_tokens=max_tokens,
-        temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, stream=stream, attributes=attributes,
+        model=model,
+        operation=operation,
+        provider=provider,
+        token_count=token_count,
+        input_tokens=input_tokens,
+        request_id=request_id,
+        client_id=client_id,
+        context=context,
+        prompt=prompt,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+        stream=stream,
+        attributes=attributes,
         span_kind=span_kind,
     )
 

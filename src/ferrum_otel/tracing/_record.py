@@ -40,8 +40,15 @@ def _unix_ns(value: Any) -> int | None:
 
 _CALL = "record_request()"
 # RequestMetrics fields the OTLP wire carries as int64: a u64 beyond it is refused, not wrapped.
-_INT64_FIELDS = ("total_time_ms", "queue_time_ms", "prefill_time_ms", "decode_time_ms", "input_tokens",
-                 "output_tokens", "preemption_count")
+_INT64_FIELDS = (
+    "total_time_ms",
+    "queue_time_ms",
+    "prefill_time_ms",
+    "decode_time_ms",
+    "input_tokens",
+    "output_tokens",
+    "preemption_count",
+)
 
 
 def _problem(m: RequestMetrics, start_ns: int | None) -> tuple[str, object, str] | None:
@@ -114,15 +121,29 @@ def record_request(
         field, value, why = problem
         if rt is not None and rt.span_ledger is not None:
             rt.span_ledger.drop(1 + sum(1 for _ in _phase_plan(metrics, given)), REFUSED)
-        refuse(_CALL, f"RequestMetrics.{field}" if field != "start_time" else "start_time", value,
-               why + "; this request is refused, the others go on")
+        refuse(
+            _CALL,
+            f"RequestMetrics.{field}" if field != "start_time" else "start_time",
+            value,
+            why + "; this request is refused, the others go on",
+        )
         return False
-    if rt is None:
+    if rt is None or start_ns is None:  # (no problem means a start time was found)
         return False
     try:
         with blocking() if block else contextlib.nullcontext():
-            _record(rt, metrics, given, start_ns, parent, operation, provider, finish_reason, attrs,  # type: ignore[arg-type]
-                    kind)
+            _record(
+                rt,
+                metrics,
+                given,
+                start_ns,
+                parent,
+                operation,
+                provider,
+                finish_reason,
+                attrs,
+                kind,
+            )
         return True
     except InvalidArgument:
         raise
@@ -143,8 +164,15 @@ def _phase_plan(m: RequestMetrics, given: Mapping[str, PhaseMetrics]) -> Iterato
 
 
 def _record(
-    rt: Any, m: RequestMetrics, given: Mapping[str, PhaseMetrics], start_ns: int, parent: Context | None,
-    operation: str, provider: str, finish_reason: str | None, extra: dict[str, Any] | None,
+    rt: Any,
+    m: RequestMetrics,
+    given: Mapping[str, PhaseMetrics],
+    start_ns: int,
+    parent: Context | None,
+    operation: str,
+    provider: str,
+    finish_reason: str | None,
+    extra: dict[str, Any] | None,
     kind: SpanKind | None = None,
 ) -> None:
     model = str(m.model_id) or None
@@ -161,7 +189,9 @@ def _record(
         if pm is None:
             phases.append(Phase(name, cursor, end, 1, float(ms), float(ms), tokens))
         else:
-            phases.append(Phase(name, cursor, end, pm.operations, pm.avg_time_ms, pm.total_time_ms, pm.tokens_processed))
+            phases.append(
+                Phase(name, cursor, end, pm.operations, pm.avg_time_ms, pm.total_time_ms, pm.tokens_processed)
+            )
         cursor = end
 
     ttft_s = tpot_s = None
@@ -170,5 +200,15 @@ def _record(
         if m.output_tokens >= 2:
             tpot_s = m.decode_time_ms / 1e3 / (m.output_tokens - 1)
     outcome = Outcome(OK, finish_reason, m.total_time_ms / 1e3, ttft_s=ttft_s, tpot_s=tpot_s)
-    emit(rt, span, m, phases, end_ns, outcome, model=model, operation=operation, provider=provider,
-         extra_attributes=extra)
+    emit(
+        rt,
+        span,
+        m,
+        phases,
+        end_ns,
+        outcome,
+        model=model,
+        operation=operation,
+        provider=provider,
+        extra_attributes=extra,
+    )

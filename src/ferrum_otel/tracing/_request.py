@@ -41,18 +41,26 @@ def parent_context(context: Context | Mapping[str, str] | str | None) -> Context
 
 
 def request_params(
-    call: str, max_tokens: Any, temperature: Any, top_p: Any, top_k: Any, seed: Any, stream: Any,
+    call: str,
+    max_tokens: Any,
+    temperature: Any,
+    top_p: Any,
+    top_k: Any,
+    seed: Any,
+    stream: Any,
 ) -> dict[str, Any] | None:
     """The gen_ai.request.* attributes that were given and are usable (top_k is a double in the
     spec).  ``stream`` is recorded only when true: the spec sets it for streaming requests."""
     params: dict[str, Any] = {}
     for key, value, check in (
-        (s.GEN_AI_REQUEST_MAX_TOKENS, max_tokens, "max_tokens"), (s.GEN_AI_REQUEST_SEED, seed, "seed"),
+        (s.GEN_AI_REQUEST_MAX_TOKENS, max_tokens, "max_tokens"),
+        (s.GEN_AI_REQUEST_SEED, seed, "seed"),
     ):
         if value is not None and (v := _args.integer(call, check, value)) is not None:
             params[key] = v
     for key, value, check in (
-        (s.GEN_AI_REQUEST_TEMPERATURE, temperature, "temperature"), (s.GEN_AI_REQUEST_TOP_P, top_p, "top_p"),
+        (s.GEN_AI_REQUEST_TEMPERATURE, temperature, "temperature"),
+        (s.GEN_AI_REQUEST_TOP_P, top_p, "top_p"),
         (s.GEN_AI_REQUEST_TOP_K, top_k, "top_k"),
     ):
         if value is not None and (f := _args.number(call, check, value)) is not None:
@@ -63,7 +71,12 @@ def request_params(
 
 
 def request_values(
-    call: str, model: Any, client_id: Any, input_tokens: Any, context: Any, prompt: Any,
+    call: str,
+    model: Any,
+    client_id: Any,
+    input_tokens: Any,
+    context: Any,
+    prompt: Any,
 ) -> tuple[str | None, str | None, int | None, Context | None, str | None]:
     """The per-request values, each usable or None."""
     if model is not None and not isinstance(model, str):
@@ -116,7 +129,8 @@ def _start_request(
     rt = active()
     call = "request()"
     model, client_id, input_tokens, parent, prompt = request_values(
-        call, model, client_id, input_tokens, context, prompt)
+        call, model, client_id, input_tokens, context, prompt
+    )
     params = request_params(call, max_tokens, temperature, top_p, top_k, seed, stream)
     attrs = _args.attributes_arg(call, attributes) if attributes is not None else None
     if operation is not s.OPERATION_TEXT_COMPLETION:
@@ -128,8 +142,20 @@ def _start_request(
     if rt is None:
         return NOOP
     try:
-        return RequestTracker(rt, model, operation, provider, request_id, client_id, input_tokens, params, attrs,
-                              parent, prompt, span_kind)
+        return RequestTracker(
+            rt,
+            model,
+            operation,
+            provider,
+            request_id,
+            client_id,
+            input_tokens,
+            params,
+            attrs,
+            parent,
+            prompt,
+            span_kind,
+        )
     except InvalidArgument:
         raise
     except Exception:  # noqa: BLE001 - a broken SDK must not break inference code
@@ -174,10 +200,17 @@ def _number_ok(v: Any) -> bool:
 # With no SDK a request must cost next to nothing, yet be checked as with one: these cheap
 # tests pass the usual values; anything else goes through the full checks (and warnings).
 _FAST_CHECKS: dict[str, Any] = {
-    "input_tokens": _count_ok, "max_tokens": _count_ok, "seed": _count_ok,
-    "temperature": _number_ok, "top_p": _number_ok, "top_k": _number_ok,
-    "stream": lambda v: type(v) is bool, "client_id": lambda v: type(v) is str, "prompt": lambda v: type(v) is str,
-    "request_id": lambda v: True, "operation": lambda v: type(v) is str and v != "",
+    "input_tokens": _count_ok,
+    "max_tokens": _count_ok,
+    "seed": _count_ok,
+    "temperature": _number_ok,
+    "top_p": _number_ok,
+    "top_k": _number_ok,
+    "stream": lambda v: type(v) is bool,
+    "client_id": lambda v: type(v) is str,
+    "prompt": lambda v: type(v) is str,
+    "request_id": lambda v: True,
+    "operation": lambda v: type(v) is str and v != "",
     "provider": lambda v: type(v) is str and v != "",
 }
 

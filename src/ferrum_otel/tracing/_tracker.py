@@ -8,11 +8,11 @@ and hands everything to the emitter in one go.
 from __future__ import annotations
 
 import asyncio
-from contextvars import Token
 import math
 import uuid
 from bisect import bisect_right
 from collections.abc import Callable
+from contextvars import Token
 from operator import itemgetter
 from time import perf_counter_ns, time_ns
 from typing import Any
@@ -271,8 +271,9 @@ class RequestTracker:
         """End the request as cancelled by its caller: counted, not failed."""
         return self._end(CANCELLED, "cancelled")
 
-    def _end(self, status: RequestStatus, reason: str | None,
-             exc: BaseException | str | None = None) -> RequestMetrics | None:
+    def _end(
+        self, status: RequestStatus, reason: str | None, exc: BaseException | str | None = None
+    ) -> RequestMetrics | None:
         if self._finished:
             return self.metrics
         self._finished = True
@@ -319,7 +320,9 @@ class RequestTracker:
                 agg[0] += ops
                 agg[1] += dur
                 agg[2] += tokens
-            phases.append(Phase(name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens))
+            phases.append(
+                Phase(name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens)
+            )
         self._phase_totals = totals
         queue, prefill, decode = (totals.get(n) for n in s.PHASES)
 
@@ -363,10 +366,30 @@ class RequestTracker:
         extra = None
         if rt.capture_content and self._completion is not None:
             extra = {s.GEN_AI_OUTPUT_MESSAGES: _messages("assistant", "".join(self._completion), reason)}
-        outcome = Outcome(status, reason, (t_end - t0) / 1e9, error_type=error_type, error_message=error_message,
-                          ttft_s=ttft_s, tpot_s=tpot_s, itl_ms=itl, input_known=self.input_tokens is not None)
-        emit(rt, span, metrics, phases, end_wall, outcome, model=self.model, operation=self.operation,
-             provider=self.provider, external_id=self.external_id, extra_attributes=extra)
+        outcome = Outcome(
+            status,
+            reason,
+            (t_end - t0) / 1e9,
+            error_type=error_type,
+            error_message=error_message,
+            ttft_s=ttft_s,
+            tpot_s=tpot_s,
+            itl_ms=itl,
+            input_known=self.input_tokens is not None,
+        )
+        emit(
+            rt,
+            span,
+            metrics,
+            phases,
+            end_wall,
+            outcome,
+            model=self.model,
+            operation=self.operation,
+            provider=self.provider,
+            external_id=self.external_id,
+            extra_attributes=extra,
+        )
         rt.instruments.active.add(-1, self._metric_attrs)
 
     def _complete_phases(self) -> list[tuple[str, int, int]]:
@@ -374,8 +397,9 @@ class RequestTracker:
         caller did not mark them: prefill until the first token, decode from it to the last."""
         intervals = self._phases
         times = self._times
-        if times and not (len(intervals) >= 2 and intervals[-1][0] == s.PHASE_DECODE
-                          and intervals[-2][0] == s.PHASE_PREFILL):
+        if times and not (
+            len(intervals) >= 2 and intervals[-1][0] == s.PHASE_DECODE and intervals[-2][0] == s.PHASE_PREFILL
+        ):
             # Unless the caller marked prefill then decode (the usual explicit case), infer.
             names = {p[0] for p in intervals}
             if s.PHASE_PREFILL not in names:
