@@ -20,8 +20,9 @@ from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 
 from ferrum_otel._fake_nvml import FakeNvml  # noqa: E402
+from ferrum_otel.metrics._instruments import make_observable  # noqa: E402
 from ferrum_otel.metrics._nvml import GpuSampler  # noqa: E402
-from ferrum_otel.metrics.gpu import GpuInstruments, register_observable  # noqa: E402
+from ferrum_otel.metrics.gpu import GpuInstruments  # noqa: E402
 
 SHARED = Path(os.environ.get("FERRUM_OTEL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 GPUS = 8
@@ -31,11 +32,16 @@ TARGET = 1.3
 def main() -> int:
     probe = json.loads((SHARED / "fixtures" / "nvml" / "h200-probe.json").read_text())
     fake = FakeNvml(probe, gpus=GPUS)
-    sampler = GpuSampler(fake, slow_interval_s=3600)
+    # Collections wait for the readers here (a production one waits 5 ms), so every one measures the same work.
+    sampler = GpuSampler(fake, slow_interval_s=3600, collect_wait_s=5.0)
     ours_reader = InMemoryMetricReader()
     ours_provider = MeterProvider(metric_readers=[ours_reader])
     instruments = GpuInstruments(ours_provider.get_meter("ours"), sampler)
+    # Wait until the sampler has found every GPU and read the slow queries once, so the floor
+    # copies all instruments (before, a race left it 15, 17 or 18 of them).
+    sampler.readings(wait_s=5.0)
     sampler.read_slow()
+    assert len(sampler.slow_readings()) == GPUS, "the slow readings are not there"
 
     # What one collection reports: each instrument's points, to copy into the bare floor.
     snapshot = {
@@ -52,7 +58,7 @@ def main() -> int:
     specs = {i.name: i for i in vars(semconv).values() if isinstance(i, semconv.Instrument)}
     for name, points in snapshot.items():
         frozen = [Observation(v, a) for v, a in points]
-        register_observable(bare_meter, specs[name], lambda _o, frozen=frozen: frozen)
+        make_observable(bare_meter, specs[name], lambda _o, frozen=frozen: frozen)
 
     def ours() -> None:
         sampler.expire()  # every collection reads NVML afresh, as a real one 15-60 s apart would
