@@ -184,8 +184,12 @@ def test_healthy_collector_under_64_threads_counts_queue_drops_exactly(tmp_path,
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_collector_killed_and_restarted_on_the_same_ports(tmp_path, monkeypatch, protocol):
-    """SIGKILL mid-run and a restart: delivered equals what the two rotels printed; the rest is counted lost."""
+def test_collector_killed_and_restarted_on_the_same_ports(tmp_path, monkeypatch, caplog, protocol):
+    """SIGKILL mid-run and a restart: delivered equals what the two rotels printed, the rest is counted lost;
+    one WARNING when delivery starts failing, one INFO when it recovers."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="ferrum_otel")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "50")
     first = Rotel(tmp_path, verbosity="basic")
     endpoint = first.grpc if protocol == "grpc" else first.http
@@ -213,6 +217,10 @@ def test_collector_killed_and_restarted_on_the_same_ports(tmp_path, monkeypatch,
         assert d.pending == 0 and d.delivered > 600
         time.sleep(0.5)
         assert printed_by_first + _rotel_spans(second) == d.delivered
+        ours = [r.getMessage() for r in caplog.records if r.name == "ferrum_otel"]
+        assert sum("cannot deliver spans" in m for m in ours) >= 1
+        recovered = [m for m in ours if "delivery of spans" in m and "recovered" in m]
+        assert recovered and "were lost while it failed" in recovered[0]
     finally:
         first.stop()
         if second is not None:

@@ -114,7 +114,7 @@ def test_query_string_is_never_spliced_into_the_signal_path():
 
 def test_convert_20000_records_all_arrive_with_a_small_queue(tmp_path):
     """convert waits for room instead of dropping: 20,000 records, a queue of 64, every span delivered,
-    and the process's peak RSS stays under 150 MB (Python and the SDK included)."""
+    and the process's peak RSS stays under 100 MB (Python and the SDK included; ~45 MB measured)."""
     one = json.dumps(json.loads((FIXTURES / "serde" / "valid" / "RequestMetrics.json").read_text()))
     src = tmp_path / "many.jsonl"
     src.write_text((one + "\n") * 20_000)
@@ -133,7 +133,7 @@ def test_convert_20000_records_all_arrive_with_a_small_queue(tmp_path):
         env={**_env(), **env},
     )
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.split("maxrss_kb")[1]) < 150 * 1024
+    assert int(out.stdout.split("maxrss_kb")[1]) < 100 * 1024
     assert "replayed 20000 of 20000 RequestMetrics" in out.stdout and "nothing lost" in out.stdout
     traces = run_file(tmp_path / "o", "traces").read_text()
     assert traces.count('"name":"text_completion meta-llama/Llama-3.1-8B-Instruct"') == 20_000
