@@ -644,3 +644,19 @@ def test_fake_gpus_for_users_own_tests():
         assert len(cap.points("hw.power")) == 2
         assert [g.temperature_celsius for g in ferrum_otel.gpu_snapshot()] == [IDLE["temperature_gpu_c"]] * 2
     assert _nvml._shared is None  # the real sampler is back (made again on next use)
+
+
+def test_every_unit_one_gpu_value_lies_in_0_1():
+    """Every GPU metric with unit "1" (a fraction or a 0/1 flag) reports values in [0, 1]; the performance
+    state (0-15) has a unit of its own."""
+    fake = FakeNvml(PROBE, gpus=2, under_load=True)
+    c = Collector(fake, max_age_s=0)
+    try:
+        for _ in range(4):
+            m = c.collect()
+            for name, points in m.items():
+                if c.units[name] == "1":
+                    assert all(0 <= p.value <= 1 for p in points), (name, [p.value for p in points])
+        assert c.units["ferrum.gpu.performance_state"] == "{pstate}"
+    finally:
+        c.close()

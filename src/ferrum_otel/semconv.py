@@ -246,7 +246,7 @@ GPU_CLOCK_EVENTS: Final = Instrument(
     "1 while a reason holds the clocks down (power cap, thermal, idle, ...), else 0.",
 )
 GPU_PERFORMANCE_STATE: Final = Instrument(
-    "ferrum.gpu.performance_state", "gauge", "1", "Performance state: 0 (P0, fastest) to 15 (P15, slowest)."
+    "ferrum.gpu.performance_state", "gauge", "{pstate}", "Performance state: 0 (P0, fastest) to 15 (P15, slowest)."
 )
 GPU_PROCESS_MEMORY: Final = Instrument(
     "ferrum.gpu.process.memory.usage", "updowncounter", "By", "GPU memory used by a compute process."
