@@ -202,7 +202,7 @@ def test_collector_killed_and_restarted_on_the_same_ports(tmp_path, monkeypatch,
         wait_for(lambda: _rotel_spans(first) >= 600, "the first spans in rotel", 30)
         first.kill()
         printed_by_first = _rotel_spans(first)
-        assert _requests(300, "down") < REQUEST_BOUND_S
+        assert _requests(20, "down") < REQUEST_BOUND_S  # as in test_faults: the accounting is the point here
         time.sleep(1.5)
         (tmp_path / "second").mkdir()
         second = Rotel(tmp_path / "second", grpc_port=first.grpc_port, http_port=first.http_port, verbosity="basic")
