@@ -411,3 +411,22 @@ def test_span_kind_follows_the_parent(cap):
         "bad": SpanKind.INTERNAL,
     }
     assert {sp.kind for sp in cap.spans() if sp.name in s.PHASES} <= {SpanKind.INTERNAL}
+
+
+def test_a_long_request_is_emitted_off_the_callers_thread(cap):
+    """A request with many tokens returns its RequestMetrics at once; its inter-token statistics and spans
+    are emitted by a background thread (exact timestamps), and flushing waits for them."""
+    from ferrum_otel.tracing._deferred import DEFER_AT
+
+    n = DEFER_AT + 10
+    with ferrum_otel.request(model="long") as req:
+        for _ in range(n):
+            req.token()
+    assert req.metrics is not None and req.metrics.output_tokens == n  # ready before the emission
+    assert req.output_tokens == n and req._times == []  # the timestamps were handed over, not kept
+    assert cap.telemetry.force_flush(5)
+    (span,) = cap.spans("text_completion long")
+    assert span.attributes[s.GEN_AI_USAGE_OUTPUT_TOKENS] == n
+    assert span.attributes[s.FERRUM_ITL_MAX_MS] >= span.attributes[s.FERRUM_ITL_P50_MS] > 0
+    assert cap.histogram("ferrum.request.inter_token_latency").count == 1
+    assert cap.counter("ferrum.engine.active_requests") == 0

@@ -24,6 +24,7 @@ from ._pipeline import Pipeline, build, parse_prometheus
 from ._runtime import Runtime
 from ._settings import ConfigurationError, Settings, resolve
 from .metrics import register_gauges
+from .tracing._deferred import drain as drain_finishing
 
 __all__ = ["ConfigurationError", "Delivery", "Telemetry", "configure", "shutdown"]
 
@@ -71,7 +72,7 @@ class Telemetry:
         if self.runtime is None:
             return True
         deadline = time.monotonic() + timeout_s
-        ok = True
+        ok = drain_finishing(timeout_s)  # long requests still being emitted come first
         p = self.pipeline
         providers: list[Any] = [self.runtime.meter_provider]
         if p is not None and p.span_processor is not None:
@@ -104,7 +105,11 @@ class Telemetry:
             self._close_gauges()
             return
         _forget_at_exit(self)
-        _stop_pipeline(p, timeout_s)  # its final collection still reads the gauges
+        started = time.monotonic()
+        drain_finishing(timeout_s / 2)  # long requests still being emitted, then the pipeline
+        _stop_pipeline(
+            p, max(0.0, timeout_s - (time.monotonic() - started))
+        )  # its final collection still reads the gauges
         self._close_gauges()
         self._report()
 

@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from ._config import Telemetry, configure
 from ._fake_nvml import FakeNvml, recorded_probe
 from ._log import InvalidArgument, set_strict
+from .tracing._deferred import drain
 
 __all__ = ["Capture", "FakeNvml", "InvalidArgument", "capture", "fake_gpus", "recorded_probe"]
 
@@ -47,6 +48,7 @@ class Capture:
 
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
         """Finished spans, oldest first, optionally only those called ``name``."""
+        drain(5.0)  # long requests are emitted off their caller's thread
         spans = list(self.exporter.get_finished_spans())
         return [s for s in spans if name is None or s.name == name]
 
@@ -60,6 +62,7 @@ class Capture:
     def metrics(self, scope: str | None = None) -> dict[str, Any]:
         """Metric name -> the SDK's metric object (with ``.unit`` and ``.data.data_points``),
         optionally only those of one instrumentation scope (``"ferrum_otel"``)."""
+        drain(5.0)
         data = self.reader.get_metrics_data()
         out: dict[str, Any] = {}
         if data is None:

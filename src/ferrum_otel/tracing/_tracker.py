@@ -36,6 +36,7 @@ from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics,
 from ..schema._types import trusted_factory
 from . import _args
 from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
+from ._deferred import DEFER_AT, submit
 from ._emit import CANCELLED, ERROR, OK, Outcome, Phase, RequestStatus, emit, start_attributes, start_request_span
 from ._noop import NOOP_PHASE, _NoopPhase
 
@@ -346,13 +347,12 @@ class RequestTracker:
             min(len(self._preemptions), 2**32 - 1),
         )
 
-        ttft_s = tpot_s = itl = None
-        if times and status != CANCELLED:
+        ttft_s = tpot_s = None
+        timed = bool(times) and status != CANCELLED
+        if timed:
             ttft_s = (times[0] - t0) / 1e9
             if n_out >= 2:
                 tpot_s = ((t_end - t0) / 1e9 - ttft_s) / (n_out - 1)
-            if len(times) >= 2:
-                itl = self._itl_stats()
         span = self._span
         if times:
             span.add_event(s.EVENT_FIRST_TOKEN, timestamp=wall0 + (times[0] - t0))
@@ -369,31 +369,48 @@ class RequestTracker:
         extra = None
         if rt.capture_content and self._completion is not None:
             extra = {s.GEN_AI_OUTPUT_MESSAGES: _messages("assistant", "".join(self._completion), reason)}
-        outcome = Outcome(
-            status,
-            reason,
-            (t_end - t0) / 1e9,
-            error_type=error_type,
-            error_message=error_message,
-            ttft_s=ttft_s,
-            tpot_s=tpot_s,
-            itl_ms=itl,
-            input_known=self.input_tokens is not None,
+        chunks, model, operation, provider, external_id = (
+            self._chunks,
+            self.model,
+            self.operation,
+            self.provider,
+            self.external_id,
         )
-        emit(
-            rt,
-            span,
-            metrics,
-            phases,
-            end_wall,
-            outcome,
-            model=self.model,
-            operation=self.operation,
-            provider=self.provider,
-            external_id=self.external_id,
-            extra_attributes=extra,
-        )
-        rt.instruments.active.add(-1, self._metric_attrs)
+        active, metric_attrs = rt.instruments.active, self._metric_attrs
+        input_known = self.input_tokens is not None
+
+        def finish_emission() -> None:
+            itl = _itl_stats(times, chunks) if timed and len(times) >= 2 else None
+            outcome = Outcome(
+                status,
+                reason,
+                (t_end - t0) / 1e9,
+                error_type=error_type,
+                error_message=error_message,
+                ttft_s=ttft_s,
+                tpot_s=tpot_s,
+                itl_ms=itl,
+                input_known=input_known,
+            )
+            emit(
+                rt,
+                span,
+                metrics,
+                phases,
+                end_wall,
+                outcome,
+                model=model,
+                operation=operation,
+                provider=provider,
+                external_id=external_id,
+                extra_attributes=extra,
+            )
+            active.add(-1, metric_attrs)
+
+        if len(times) >= DEFER_AT:
+            submit(finish_emission)  # the sort of many gaps: not on the caller's time
+        else:
+            finish_emission()
         # The timestamps have served: keep the count, free the memory.
         self._output_tokens = n_out
         self._times = []
@@ -428,23 +445,6 @@ class RequestTracker:
         if not chunks:
             return hi - lo
         return sum(chunks.get(i, 1) for i in range(lo, hi))
-
-    def _itl_stats(self) -> tuple[float, float, float, float, float]:
-        times, chunks = self._times, self._chunks
-        if chunks:
-            gaps = [(times[i] - times[i - 1]) / chunks.get(i, 1) for i in range(1, len(times))]
-        else:
-            gaps = list(map(sub, islice(times, 1, None), times))  # C-level loops: ~3x a comprehension
-        gaps.sort()
-        n = len(gaps)
-        # Nearest rank: the smallest gap with at least q of the gaps at or below it.
-        return (
-            sum(gaps) / n / 1e6,
-            gaps[_rank(0.5, n)] / 1e6,
-            gaps[_rank(0.9, n)] / 1e6,
-            gaps[_rank(0.99, n)] / 1e6,
-            gaps[-1] / 1e6,
-        )
 
     # ---- context management ------------------------------------------------------
 
@@ -517,6 +517,25 @@ def _model_id(model: str | None) -> ModelId:
         if len(_model_ids) < 1024:
             _model_ids[model] = mid
     return mid
+
+
+def _itl_stats(times: list[int], chunks: dict[int, int] | None) -> tuple[float, float, float, float, float]:
+    """Mean, p50, p90, p99 and max of the gaps between successive tokens, in ms (a chunk of
+    n tokens spreads its gap over them)."""
+    if chunks:
+        gaps = [(times[i] - times[i - 1]) / chunks.get(i, 1) for i in range(1, len(times))]
+    else:
+        gaps = list(map(sub, islice(times, 1, None), times))  # C-level loops: ~3x a comprehension
+    gaps.sort()
+    n = len(gaps)
+    # Nearest rank: the smallest gap with at least q of the gaps at or below it.
+    return (
+        sum(gaps) / n / 1e6,
+        gaps[_rank(0.5, n)] / 1e6,
+        gaps[_rank(0.9, n)] / 1e6,
+        gaps[_rank(0.99, n)] / 1e6,
+        gaps[-1] / 1e6,
+    )
 
 
 def _rank(q: float, n: int) -> int:
