@@ -152,7 +152,10 @@ class SignalLedger:
                 self.lost[REFUSED] += n
 
     def settle(self, n: int, ok: bool, error: str | None = None) -> None:
-        """An export of ``n`` pending items ended."""
+        """An export of ``n`` pending items ended.  The log line about a change of state is
+        written after the lock is released: a slow log handler must never hold up the
+        request threads that take this lock to queue their spans."""
+        started = recovered = None
         with self.lock:
             if self.closed:
                 return  # already counted as lost at shutdown
@@ -166,20 +169,24 @@ class SignalLedger:
             if not ok and not self.failing:
                 self.failing = True
                 self._lost_when_failing = total_lost - n
-                logger.warning(
-                    "ferrum-otel: cannot deliver %s to %s: %s; they are counted lost until it recovers",
-                    self.signal,
-                    self.destination,
-                    self.last_error or "the export failed",
-                )
+                started = self.last_error or "the export failed"
             elif ok and self.failing:
                 self.failing = False
-                logger.info(
-                    "ferrum-otel: delivery of %s to %s recovered; %d were lost while it failed",
-                    self.signal,
-                    self.destination,
-                    total_lost - self._lost_when_failing,
-                )
+                recovered = total_lost - self._lost_when_failing
+        if started is not None:
+            logger.warning(
+                "ferrum-otel: cannot deliver %s to %s: %s; they are counted lost until it recovers",
+                self.signal,
+                self.destination,
+                started,
+            )
+        elif recovered is not None:
+            logger.info(
+                "ferrum-otel: delivery of %s to %s recovered; %d were lost while it failed",
+                self.signal,
+                self.destination,
+                recovered,
+            )
 
     def close(self) -> None:
         """The deadline has passed: what is still pending is lost, and later results are ignored."""

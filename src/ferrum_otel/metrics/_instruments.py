@@ -133,16 +133,18 @@ class Tally:
             count = self._counts.get(key)
             if count is not None:
                 self._counts[key] = count + n
-            elif len(self._counts) < self.MAX_SERIES:
+                return
+            full = len(self._counts) >= self.MAX_SERIES
+            if not full:
                 self._attrs[key] = attrs  # held, so the id stays this dict's
                 self._counts[key] = n
-            else:
-                warn_once(
-                    f"tally-full:{self.name}",
-                    "ferrum-otel: %s has over %d attribute sets; new ones are dropped",
-                    self.name,
-                    self.MAX_SERIES,
-                )
+        if full:  # logged outside the lock
+            warn_once(
+                f"tally-full:{self.name}",
+                "ferrum-otel: %s has over %d attribute sets; new ones are dropped",
+                self.name,
+                self.MAX_SERIES,
+            )
 
     def points(self) -> list[Point]:
         with self._lock:
