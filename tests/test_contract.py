@@ -48,6 +48,7 @@ BAD_CALLS = [
     ("set_output_tokens(2**63)", lambda: ferrum_otel.request(model=MODEL).set_output_tokens(2**63)),
     ("set_input_tokens(1.5)", lambda: ferrum_otel.request(model=MODEL).set_input_tokens(1.5)),
     ("add_completion(7)", lambda: ferrum_otel.request(model=MODEL).add_completion(7)),
+    ("fail(42)", lambda: ferrum_otel.request(model=MODEL).fail(42)),
 ]
 
 

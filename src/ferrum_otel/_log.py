@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-__all__ = ["InvalidArgument", "is_strict", "log_failure", "logger", "refuse", "set_strict", "warn_once"]
+__all__ = ["InvalidArgument", "log_failure", "logger", "refuse", "set_strict", "warn_once"]
 
 logger = logging.getLogger("ferrum_otel")
 
@@ -30,10 +30,6 @@ class InvalidArgument(ValueError):
 def set_strict(on: bool) -> None:
     global _strict
     _strict = on
-
-
-def is_strict() -> bool:
-    return _strict
 
 
 def _due(key: str) -> bool:

@@ -41,7 +41,6 @@ class Pipeline:
         self.span_processor: DeliverySpanProcessor | None = None
         self.summary: Any = None
         self.prometheus_server: Any = None
-        self.is_global = False
 
 
 def _resource(settings: Settings) -> Any:
@@ -163,7 +162,7 @@ def build(
 
     p.tracer_provider, p.meter_provider = tracer_provider, meter_provider
     if p.owned and set_global is not False:
-        p.is_global = _set_globals(
+        _set_globals(
             tracer_provider if tracer_provider in p.owned else None,
             meter_provider if meter_provider in p.owned else None,
         )
@@ -194,16 +193,12 @@ def _prometheus_reader(p: Pipeline, host: str, port: int) -> Any:
     return reader
 
 
-def _set_globals(tp: TracerProvider | None, mp: MeterProvider | None) -> bool:
+def _set_globals(tp: TracerProvider | None, mp: MeterProvider | None) -> None:
     """Make our providers the global ones if the process has none yet; the API allows once."""
-    done = False
-    if tp is not None and trace_api._TRACER_PROVIDER is None:
+    if tp is not None and trace_api._TRACER_PROVIDER is None:  # noqa: SLF001 - read only
         trace_api.set_tracer_provider(tp)
-        done = True
-    if mp is not None and metrics_api._internal._METER_PROVIDER is None:
+    if mp is not None and metrics_api._internal._METER_PROVIDER is None:  # noqa: SLF001 - read only
         metrics_api.set_meter_provider(mp)
-        done = True
-    return done
 
 
 def _otlp_span_exporter(settings: Settings) -> Any:

@@ -162,9 +162,5 @@ class DeliverySpanProcessor(SpanProcessor):
         except Exception:  # noqa: BLE001
             log_failure("shutting down the span exporter")
 
-    def queued(self) -> int:
-        with self._cond:
-            return len(self._queue) + self._inflight
-
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"<DeliverySpanProcessor queued={len(self._queue)} inflight={self._inflight}>"

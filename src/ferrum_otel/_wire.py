@@ -11,7 +11,6 @@ that outgrew int64), one span or one point at a time.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,11 +85,10 @@ def span_problem(span: Any) -> str | None:
 
 
 def _point_problem(point: Any) -> str | None:
+    # (A float value, NaN and infinities included, fits OTLP's double.)
     value = getattr(point, "value", None)
     if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
         return "a value beyond int64"
-    if type(value) is float and not math.isfinite(value):
-        return None  # OTLP carries NaN and infinities in a double
     for name in ("count", "bucket_counts"):
         counts = getattr(point, name, None)
         if counts is None:
@@ -98,9 +96,9 @@ def _point_problem(point: Any) -> str | None:
         items = counts if isinstance(counts, (list, tuple)) else (counts,)
         if any(type(c) is int and not 0 <= c <= 2**64 - 1 for c in items):
             return f"a {name} beyond uint64"
-    for name in ("sum", "min", "max"):
+    for name in ("min", "max"):  # a histogram's sum is a double on the wire
         v = getattr(point, name, None)
-        if type(v) is int and not INT64_MIN <= v <= INT64_MAX and name != "sum":
+        if type(v) is int and not INT64_MIN <= v <= INT64_MAX:
             return f"a {name} beyond int64"
     for name in ("start_time_unix_nano", "time_unix_nano"):
         problem = _time_problem(getattr(point, name, None), name)

@@ -104,9 +104,6 @@ class GpuReading:
         for name, value in values.items():
             setattr(self, name, value)
 
-    def get(self, name: str) -> Any:
-        return getattr(self, name)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, GpuReading) and all(getattr(self, n) == getattr(other, n) for n in self.__slots__)
 

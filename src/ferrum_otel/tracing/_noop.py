@@ -6,6 +6,7 @@ same warning), so code that runs quietly here runs quietly with an SDK too.
 
 from __future__ import annotations
 
+from .._log import refuse
 from ..schema import PhaseMetrics
 from . import _args
 from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
@@ -78,7 +79,8 @@ class NoopTracker:
         return None
 
     def fail(self, exc: BaseException | str) -> None:
-        return None
+        if not isinstance(exc, (BaseException, str)):
+            refuse("fail()", "exc", exc, "is not an exception or a message")
 
     def cancel(self) -> None:
         return None

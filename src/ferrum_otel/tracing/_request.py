@@ -189,29 +189,19 @@ else:
 _NAMES = frozenset(inspect.signature(_start_request).parameters)
 
 
-def _count_ok(v: Any) -> bool:
-    return type(v) is int and 0 <= v <= INT64_MAX
+def _finite(v: Any) -> bool:
+    return type(v) is float and math.isfinite(v)
 
 
-def _number_ok(v: Any) -> bool:
-    return (type(v) is float and math.isfinite(v)) or (type(v) is int and -INT64_MAX <= v <= INT64_MAX)
-
-
-# With no SDK a request must cost next to nothing, yet be checked as with one: these cheap
-# tests pass the usual values; anything else goes through the full checks (and warnings).
+# With no SDK a request must cost next to nothing, yet be checked as with one.  Whole numbers
+# and strings are tested inline below; these are the other usual values.  Anything else goes
+# through the full checks (and their warnings).
 _FAST_CHECKS: dict[str, Any] = {
-    "input_tokens": _count_ok,
-    "max_tokens": _count_ok,
-    "seed": _count_ok,
-    "temperature": _number_ok,
-    "top_p": _number_ok,
-    "top_k": _number_ok,
+    "temperature": _finite,
+    "top_p": _finite,
+    "top_k": _finite,
     "stream": lambda v: type(v) is bool,
-    "client_id": lambda v: type(v) is str,
-    "prompt": lambda v: type(v) is str,
     "request_id": lambda v: True,
-    "operation": lambda v: type(v) is str and v != "",
-    "provider": lambda v: type(v) is str and v != "",
 }
 
 

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover
     _SPAN_KEY = next(k for k, v in _set(_probe, Context()).items() if v is _probe)
 
 from .. import semconv as s
-from .._log import log_failure
+from .._log import log_failure, refuse
 from .._runtime import Runtime
 from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics, SchemaError, Timestamp
 from ..schema._types import trusted_factory
@@ -269,6 +269,9 @@ class RequestTracker:
         """End the request as failed (status ERROR, ``error.type``, the exception recorded)."""
         if isinstance(exc, CANCELLATION):
             return self.cancel()
+        if not isinstance(exc, (BaseException, str)):
+            refuse("fail()", "exc", exc, "is not an exception or a message")
+            exc = ""  # still failed, with no message it could not read
         return self._end(ERROR, "error", exc)
 
     def cancel(self) -> RequestMetrics | None:
