@@ -314,7 +314,7 @@ def main() -> int:
         number=1,
         rounds=15,
     )
-    req._times.clear()  # noqa: SLF001
+    del req._times[:]  # noqa: SLF001
     report("2. SDK: req.token()", t["tokens"] / t["empty"], 10, f"{t['tokens'] / 20_000:.0f} ns per token")
     per_item = (t["stream"] - t["plain"]) / 20_000
     report(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
+from array import array
 from bisect import bisect_right
 from collections.abc import Callable
 from contextvars import Token
@@ -148,9 +149,8 @@ class RequestTracker:
         self.request_id, self.external_id = _resolve_request_id(request_id)
         self.client_id = client_id
         self.input_tokens = input_tokens
-        # A list: array("q") would hold a token in 8 bytes instead of ~40, but its append
-        # costs ~60 ns more per token (measured: 173 vs 112 ns). Released once emitted.
-        self._times: list[int] = []
+        # array("q"): 8 bytes a token where a list of ints takes ~40. Released once emitted.
+        self._times = array("q")
         self._append = self._times.append
         self._chunks: dict[int, int] | None = None
         self._phases: list[tuple[str, int, int]] = []
@@ -416,7 +416,8 @@ class RequestTracker:
             finish_emission()
         # The timestamps have served: keep the count, free the memory.
         self._output_tokens = n_out
-        self._times = []
+        self._times = array("q")
+        self._append = self._times.append
         self._chunks = None
 
     def _complete_phases(self) -> list[tuple[str, int, int]]:
@@ -522,13 +523,14 @@ def _model_id(model: str | None) -> ModelId:
     return mid
 
 
-def _itl_stats(times: list[int], chunks: dict[int, int] | None) -> tuple[float, float, float, float, float]:
+def _itl_stats(times: array[int], chunks: dict[int, int] | None) -> tuple[float, float, float, float, float]:
     """Mean, p50, p90, p99 and max of the gaps between successive tokens, in ms (a chunk of
     n tokens spreads its gap over them)."""
+    values = times.tolist()  # plain ints once: indexing an array boxes a new int per read
     if chunks:
-        gaps = [(times[i] - times[i - 1]) / chunks.get(i, 1) for i in range(1, len(times))]
+        gaps = [(values[i] - values[i - 1]) / chunks.get(i, 1) for i in range(1, len(values))]
     else:
-        gaps = list(map(sub, islice(times, 1, None), times))  # C-level loops: ~3x a comprehension
+        gaps = list(map(sub, islice(values, 1, None), values))  # C-level loops: ~3x a comprehension
     gaps.sort()
     n = len(gaps)
     # Nearest rank: the smallest gap with at least q of the gaps at or below it.
