@@ -11,7 +11,7 @@ import atexit
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 from opentelemetry.metrics import MeterProvider
@@ -23,6 +23,7 @@ from ._log import log_failure, logger, set_strict
 from ._pipeline import Pipeline, build, parse_prometheus
 from ._runtime import Runtime
 from ._settings import ConfigurationError, Settings, resolve
+from .energy import start_energy
 from .metrics import register_gauges
 from .tracing._deferred import drain as drain_finishing
 
@@ -72,7 +73,10 @@ class Telemetry:
         if self.runtime is None:
             return True
         deadline = time.monotonic() + timeout_s
-        ok = drain_finishing(timeout_s)  # long requests still being emitted come first
+        energy = self.runtime.energy
+        # Requests waiting for their energy, then long ones still being emitted, come first.
+        ok = energy.flush(min(1.0, timeout_s / 2)) if energy is not None else True
+        ok = drain_finishing(max(0.0, deadline - time.monotonic())) and ok
         p = self.pipeline
         providers: list[Any] = [self.runtime.meter_provider]
         if p is not None and p.span_processor is not None:
@@ -106,6 +110,8 @@ class Telemetry:
             return
         _forget_at_exit(self)
         started = time.monotonic()
+        if self.runtime is not None and self.runtime.energy is not None:
+            self.runtime.energy.stop(min(1.0, timeout_s / 4))  # the open interval closes now
         drain_finishing(timeout_s / 2)  # long requests still being emitted, then the pipeline
         _stop_pipeline(
             p, max(0.0, timeout_s - (time.monotonic() - started))
@@ -244,6 +250,9 @@ def configure(
     memory: bool = True,
     prometheus: str | bool | None = None,
     strict: bool = False,
+    energy: bool | None = None,
+    energy_devices: Sequence[int | str] | None = None,
+    energy_period: float = 0.2,
 ) -> Telemetry:
     """Set up telemetry in one call; returns a handle whose ``shutdown()`` stops it.
 
@@ -257,7 +266,10 @@ def configure(
     process and system memory and CPU instruments.  ``prometheus`` (``"host:port"`` or
     True for 127.0.0.1:9464) also serves the metrics for Prometheus to scrape.  ``strict``
     makes a bad argument on the request path raise ``InvalidArgument`` (for tests) instead of
-    being dropped with a warning.
+    being dropped with a warning.  ``energy`` attributes the GPUs' energy to requests (None:
+    where a GPU reports energy or power; needs ``gpu`` not False): ``energy_devices`` (GPU
+    indexes or UUIDs; default every GPU) are the GPUs a request runs on, read every
+    ``energy_period`` seconds (0.1 to 0.25).
     """
     settings = resolve(
         service_name=service_name,
@@ -272,9 +284,21 @@ def configure(
         raise ConfigurationError(f"capture_content: expected True or False, got {capture_content!r}")
     if output is not None and output is not False and not isinstance(output, (str, os.PathLike)):
         raise ConfigurationError(f"output: expected a folder path or False, got {output!r}")
-    for name, value in (("gpu", gpu), ("memory", memory), ("strict", strict)):
+    for name, value in (("gpu", gpu), ("memory", memory), ("strict", strict), ("energy", energy)):
         if value is not None and not isinstance(value, bool):
             raise ConfigurationError(f"{name}: expected True, False or None, got {value!r}")
+    if energy and gpu is False:
+        raise ConfigurationError("energy=True needs the GPU sampler, but gpu=False turns it off")
+    if energy_devices is not None and not (
+        isinstance(energy_devices, (list, tuple))
+        and energy_devices
+        and all((type(d) is int and d >= 0) or (type(d) is str and d) for d in energy_devices)
+    ):
+        raise ConfigurationError(
+            f"energy_devices: expected a non-empty list of GPU indexes or UUIDs, got {energy_devices!r}"
+        )
+    if type(energy_period) not in (int, float) or not 0.1 <= energy_period <= 0.25:
+        raise ConfigurationError(f"energy_period: expected seconds between 0.1 and 0.25, got {energy_period!r}")
     prometheus_at = parse_prometheus(prometheus)
 
     global _current
@@ -301,6 +325,10 @@ def configure(
         runtime.span_ledger = pipeline.span_ledger
         handle = Telemetry(runtime, pipeline, settings)
         handle.gauges = register_gauges(runtime, gpu, memory)
+        if gpu is not False:
+            runtime.energy = start_energy(runtime, energy, energy_devices, float(energy_period))
+            if runtime.energy is not None:
+                handle.gauges.append(runtime.energy)
         _runtime.install(runtime)
     with _lock:
         _current = handle

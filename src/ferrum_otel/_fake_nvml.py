@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -110,6 +111,8 @@ class FakeNvml:
         hang: dict[str, float] | None = None,
         garbage: set[str] | frozenset[str] = frozenset(),
         errors: dict[str, BaseException] | None = None,
+        power_w: float | Callable[[float, float], float] | None = None,
+        energy_supported: bool = True,
     ) -> None:
         if probe is None and trace is None:
             probe = recorded_probe()
@@ -135,6 +138,15 @@ class FakeNvml:
         self.calls: Counter[str] = Counter()
         self.reads = 0  # utilization reads of GPU 0: one per collection
         self.inits = 0
+        # A scripted power draw (W, constant or a function of (monotonic time, load)) whose
+        # integral is the energy counter; without one, both replay the probe.
+        self.power_w = power_w
+        self.energy_supported = energy_supported
+        self._load: dict[int, float] = {}
+        self._meter: dict[int, list[float]] = {}  # gpu -> [last time, counter in mJ]
+        self._meter_lock = threading.Lock()
+        #: The threads that called the energy counter (tests check which ones did).
+        self.energy_threads: set[str] = set()
 
     # ---- plumbing --------------------------------------------------------------
 
@@ -293,6 +305,10 @@ class FakeNvml:
 
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> Any:
         self._call("nvmlDeviceGetPowerUsage", handle)
+        if self.power_w is not None:
+            gpu = self._gpu(handle)
+            self._advance(gpu)
+            return int(self._power_at(gpu, time.monotonic()) * 1000)
         return self._value("power_usage_mw")
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> Any:
@@ -300,8 +316,45 @@ class FakeNvml:
         return self._value("power_limit_mw")
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> Any:
+        self.energy_threads.add(threading.current_thread().name)
         self._call("nvmlDeviceGetTotalEnergyConsumption", handle)
+        if not self.energy_supported:
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        if self.power_w is not None:
+            return int(self._advance(self._gpu(handle)))
         return self._value("energy_mj")
+
+    # ---- the scripted power draw -----------------------------------------------------
+
+    @staticmethod
+    def _gpu(handle: Any) -> int:
+        return int(handle[0] if isinstance(handle, tuple) else handle)
+
+    def _power_at(self, gpu: int, t: float) -> float:
+        p = self.power_w
+        return float(p(t, self._load.get(gpu, 0.0)) if callable(p) else p or 0.0)
+
+    def _advance(self, gpu: int) -> float:
+        """The counter (mJ) now: the trapezoid integral of the power since the last call."""
+        with self._meter_lock:
+            now = time.monotonic()
+            state = self._meter.setdefault(gpu, [now, 1_000_000.0])
+            last, counter = state
+            counter += (self._power_at(gpu, last) + self._power_at(gpu, now)) / 2 * (now - last) * 1000.0
+            state[0], state[1] = now, counter
+            return counter
+
+    def set_load(self, load: float, gpu: int | None = None) -> None:
+        """Set the load the scripted power sees (every GPU, or one); the energy up to now is
+        integrated at the old load first."""
+        for g in range(self.gpus) if gpu is None else [gpu]:
+            self._advance(g)
+            self._load[g] = load
+
+    def reset_energy(self, gpu: int = 0) -> None:
+        """The energy counter restarts from zero, as after a driver reload."""
+        with self._meter_lock:
+            self._meter[gpu] = [time.monotonic(), 0.0]
 
     def nvmlDeviceGetClockInfo(self, handle: Any, clock: int) -> Any:
         self._call("nvmlDeviceGetClockInfo", handle)

@@ -48,6 +48,8 @@ class Runtime:
         #: Where refused requests are counted, when ferrum-otel owns the span export.
         self.span_ledger: Any = None
         self._metric_attrs: dict[tuple[Any, ...], dict[str, Any]] = {}
+        #: The energy meter (``energy.EnergyMeter``) when ``configure()`` turned it on.
+        self.energy: Any = None
 
     def metric_attributes(
         self,

@@ -61,6 +61,11 @@ FERRUM_DECODE_TIME_MS: Final = "ferrum.request.decode_time_ms"
 FERRUM_WAS_PREEMPTED: Final = "ferrum.request.was_preempted"
 FERRUM_PREEMPTION_COUNT: Final = "ferrum.request.preemption_count"
 FERRUM_CANCELLED: Final = "ferrum.request.cancelled"
+#: Joules the request's GPUs spent on it, and per output token (issue-12 attribution).
+FERRUM_REQUEST_ENERGY: Final = "ferrum.request.energy"
+FERRUM_REQUEST_ENERGY_PER_OUTPUT_TOKEN: Final = "ferrum.request.energy_per_output_token"
+#: Where the joules came from: NVML's total-energy ``counter``, or ``power`` integrated over time.
+FERRUM_ENERGY_SOURCE: Final = "ferrum.energy.source"
 FERRUM_TTFT_MS: Final = "ferrum.request.time_to_first_token_ms"
 FERRUM_TPOT_MS: Final = "ferrum.request.time_per_output_token_ms"
 FERRUM_ITL_MEAN_MS: Final = "ferrum.request.inter_token_latency.mean_ms"
@@ -154,6 +159,16 @@ INTER_TOKEN_LATENCY: Final = Instrument(
     _ITL_BUCKETS,
 )
 
+# From a 128-token request on a small GPU (~0.01 J) to a long one on eight (~10 kJ).
+_ENERGY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+REQUEST_ENERGY: Final = Instrument(
+    "ferrum.request.energy",
+    "histogram",
+    "J",
+    "GPU energy attributed to one request (its share of each sampling interval, by tokens processed).",
+    _ENERGY_BUCKETS,
+)
+
 # Counters named as the Rust engine names its own (`ferrum.engine.*`) where the meaning matches.
 REQUESTS_TOTAL: Final = Instrument("ferrum.engine.requests_total", "counter", "{request}", "Requests finished.")
 REQUESTS_COMPLETED: Final = Instrument(
@@ -224,6 +239,18 @@ GPU_MEMORY_RESERVED: Final = Instrument(
 GPU_POWER: Final = Instrument("hw.power", "gauge", "W", "Instantaneous power consumed by the component.")
 GPU_POWER_LIMIT: Final = Instrument("ferrum.gpu.power.limit", "gauge", "W", "Enforced power limit of the GPU.")
 GPU_ENERGY: Final = Instrument("hw.energy", "counter", "J", "Energy consumed by the component.")
+GPU_ENERGY_ATTRIBUTED: Final = Instrument(
+    "ferrum.gpu.energy.attributed", "counter", "J", "GPU energy attributed to requests in flight."
+)
+GPU_ENERGY_IDLE: Final = Instrument(
+    "ferrum.gpu.energy.idle", "counter", "J", "GPU energy of sampling intervals with no request in flight."
+)
+GPU_ENERGY_DROPPED: Final = Instrument(
+    "ferrum.gpu.energy.intervals.dropped",
+    "counter",
+    "{interval}",
+    "Energy sampling intervals left out: the counter went back, or the GPU did not answer for too long.",
+)
 GPU_TEMPERATURE: Final = Instrument("hw.temperature", "gauge", "Cel", "Temperature in degrees Celsius.")
 GPU_ERRORS: Final = Instrument("hw.errors", "counter", "{error}", "Number of errors encountered by the GPU.")
 GPU_STATUS: Final = Instrument(

@@ -46,9 +46,17 @@ class Capture:
         self.exporter = exporter
         self.reader = reader
 
+    def settle(self) -> None:
+        """Emit what waits off the caller's thread: requests waiting for their energy (the
+        open interval is closed now) and long requests still being emitted."""
+        rt = self.telemetry.runtime
+        if rt is not None and rt.energy is not None:
+            rt.energy.flush(5.0)
+        drain(5.0)
+
     def spans(self, name: str | None = None) -> list[ReadableSpan]:
         """Finished spans, oldest first, optionally only those called ``name``."""
-        drain(5.0)  # long requests are emitted off their caller's thread
+        self.settle()
         spans = list(self.exporter.get_finished_spans())
         return [s for s in spans if name is None or s.name == name]
 
@@ -62,7 +70,7 @@ class Capture:
     def metrics(self, scope: str | None = None) -> dict[str, Any]:
         """Metric name -> the SDK's metric object (with ``.unit`` and ``.data.data_points``),
         optionally only those of one instrumentation scope (``"ferrum_otel"``)."""
-        drain(5.0)
+        self.settle()
         data = self.reader.get_metrics_data()
         out: dict[str, Any] = {}
         if data is None:

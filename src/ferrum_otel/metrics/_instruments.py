@@ -123,11 +123,11 @@ class Tally:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._counts: dict[int, int] = {}
+        self._counts: dict[int, float] = {}
         self._attrs: dict[int, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def add(self, n: int, attrs: dict[str, Any]) -> None:
+    def add(self, n: float, attrs: dict[str, Any]) -> None:
         key = id(attrs)
         with self._lock:
             count = self._counts.get(key)
@@ -165,6 +165,7 @@ class RequestInstruments(ObservableGroup):
         self.prefill = make_instrument(meter, s.PREFILL_DURATION)
         self.decode = make_instrument(meter, s.DECODE_DURATION)
         self.itl = make_instrument(meter, s.INTER_TOKEN_LATENCY)
+        self.energy = make_instrument(meter, s.REQUEST_ENERGY)
         self.requests = self._tally(s.REQUESTS_TOTAL)
         self.completed = self._tally(s.REQUESTS_COMPLETED)
         self.failed = self._tally(s.REQUESTS_FAILED)

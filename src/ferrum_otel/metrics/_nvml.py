@@ -216,6 +216,11 @@ class GpuSampler:
         self._readers: list[_Reader] = []
         self._stop = threading.Event()
         self._pid: int | None = None
+        #: Where each reader hands its energy readings (``sink(device, perf_counter_ns,
+        #: source, value)``, source ``counter`` in J or ``power`` in W), every
+        #: ``energy_period_s``, while an energy meter is attached.
+        self.energy_sink: Callable[[GpuDevice, int, str, float], None] | None = None
+        self.energy_period_s = 0.2
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -518,6 +523,44 @@ class GpuSampler:
                     )
         return out
 
+    def read_energy(self, d: GpuDevice) -> tuple[str, float] | None:
+        """The energy counter (J since the driver loaded), or where the GPU has none the power
+        (W) to integrate; None when neither answered this time."""
+        nvml = self._nvml
+        if "energy" not in d.unsupported:
+            value = self._query(d, "energy", nvml.nvmlDeviceGetTotalEnergyConsumption, d.handle)
+            if value is not None:
+                return self._energy_value(d, "counter", value, 1000.0)
+            if "energy" not in d.unsupported:
+                return None  # failed this once: the interval waits for the next reading
+        value = self._query(d, "power", nvml.nvmlDeviceGetPowerUsage, d.handle)
+        return None if value is None else self._energy_value(d, "power", value, 1000.0)
+
+    def _energy_value(self, d: GpuDevice, source: str, value: Any, per_unit: float) -> tuple[str, float] | None:
+        try:
+            return source, _num(value) / per_unit
+        except TypeError:
+            if source not in d._failed_logged:
+                d._failed_logged.add(source)
+                logger.warning("ferrum-otel: GPU %d answered its %s with %r; no energy from it", d.index, source, value)
+            return None
+
+    def attach_energy(self, sink: Callable[[GpuDevice, int, str, float], None] | None, period_s: float) -> None:
+        """Start (or with None, stop) the readers' energy cadence."""
+        self.energy_period_s = period_s
+        self.energy_sink = sink
+        for reader in self._readers:
+            reader.wake.set()
+
+    def read_energy_now(self, timeout_s: float) -> bool:
+        """Ask every reader for an energy reading now and wait for them, at most ``timeout_s``."""
+        asked = [r for r in self._readers if r.ask_energy()]
+        deadline = time.monotonic() + timeout_s
+        ok = True
+        for reader in asked:
+            ok = reader.energy_done.wait(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
     def read_slow(self) -> None:
         """One pass of the slow queries over every GPU, on the calling thread (for tests and
         tools; the readers run it on their own cadence)."""
@@ -558,6 +601,8 @@ class _Reader:
         self.reading: GpuReading | None = None
         self.read_at: float | None = None
         self.slow: GpuReading | None = None
+        self.energy_wanted = False
+        self.energy_done = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"ferrum-otel-nvml-{index}", daemon=True)
         self.thread.start()
 
@@ -574,12 +619,35 @@ class _Reader:
             self.wake.set()
         return True
 
+    def ask_energy(self) -> bool:
+        """Ask for an energy reading now; False when the reader cannot answer (lost, stuck)."""
+        d = self.device
+        started = d.call_started
+        if d.lost or (started is not None and self.sampler._clock() - started > self.sampler.hang_after_s):
+            return False
+        self.energy_done.clear()
+        self.energy_wanted = True
+        self.wake.set()
+        return True
+
+    def _read_energy(self) -> None:
+        sampler = self.sampler
+        sink = sampler.energy_sink
+        before = time.perf_counter_ns()
+        got = sampler.read_energy(self.device)
+        after = time.perf_counter_ns()
+        if got is not None and sink is not None:
+            sink(self.device, (before + after) // 2, got[0], got[1])
+
     def _run(self) -> None:
         sampler, d = self.sampler, self.device
-        slow_due = time.monotonic()
+        slow_due = energy_due = time.monotonic()
         has_slow = bool(sampler._slow_queries(d))
         while not sampler._stop.is_set() and not d.lost:
-            timeout = max(0.0, slow_due - time.monotonic()) if has_slow else None
+            dues = [slow_due] if has_slow else []
+            if sampler.energy_sink is not None:
+                dues.append(energy_due)
+            timeout = max(0.0, min(dues) - time.monotonic()) if dues else None
             self.wake.wait(timeout)
             self.wake.clear()
             if sampler._stop.is_set():
@@ -592,6 +660,18 @@ class _Reader:
                     logger.warning("ferrum-otel: reading GPU %d failed", d.index, exc_info=True)
                 self.wanted = False
                 self.done.set()
+            if self.energy_wanted or (sampler.energy_sink is not None and time.monotonic() >= energy_due):
+                self.energy_wanted = False
+                try:
+                    self._read_energy()
+                except Exception:
+                    logger.warning("ferrum-otel: reading the energy of GPU %d failed", d.index, exc_info=True)
+                self.energy_done.set()
+                # A steady cadence: the next reading is due one period after the last one was.
+                now = time.monotonic()
+                energy_due = energy_due + sampler.energy_period_s
+                if energy_due <= now:
+                    energy_due = now + sampler.energy_period_s
             if has_slow and time.monotonic() >= slow_due:
                 try:
                     self.slow = sampler.read_slow_device(d)

@@ -25,6 +25,7 @@ __all__ = [
     "attributes_arg",
     "context_arg",
     "count",
+    "devices",
     "flag",
     "integer",
     "number",
@@ -46,6 +47,18 @@ def count(call: str, field: str, value: Any, *, minimum: int = 0, maximum: int =
         refuse(call, field, value, "is not a whole number")
     else:
         refuse(call, field, value, f"is outside {minimum}..{maximum}")
+    return None
+
+
+def devices(call: str, field: str, value: Any) -> list[int | str] | None:
+    """A non-empty list of GPU indexes (whole numbers) or UUIDs (strings)."""
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all((type(v) is int and v >= 0) or (type(v) is str and v) for v in value)
+    ):
+        return list(value)
+    refuse(call, field, value, "is not a non-empty list of GPU indexes or UUIDs")
     return None
 
 

@@ -50,6 +50,8 @@ class Outcome:
 
     __slots__ = (
         "duration_s",
+        "energy_j",
+        "energy_source",
         "error_message",
         "error_type",
         "finish_reason",
@@ -72,6 +74,8 @@ class Outcome:
         tpot_s: float | None = None,
         itl_ms: tuple[float, float, float, float, float] | None = None,
         input_known: bool = True,
+        energy_j: float | None = None,
+        energy_source: str | None = None,
     ) -> None:
         self.status = status
         self.finish_reason = finish_reason
@@ -83,6 +87,8 @@ class Outcome:
         self.itl_ms = itl_ms  # mean, p50, p90, p99, max
         # Unknown is absent, never 0: a caller that never said how long the prompt was.
         self.input_known = input_known
+        self.energy_j = energy_j  # None when unknown: never a guess
+        self.energy_source = energy_source
 
 
 def start_attributes(
@@ -153,6 +159,12 @@ def _finish_attributes(m: RequestMetrics, outcome: Outcome, external_id: str | N
         attrs[s.FERRUM_TTFT_MS] = outcome.ttft_s * 1e3
     if outcome.tpot_s is not None:
         attrs[s.FERRUM_TPOT_MS] = outcome.tpot_s * 1e3
+    if outcome.energy_j is not None:
+        attrs[s.FERRUM_REQUEST_ENERGY] = outcome.energy_j
+        if m.output_tokens:
+            attrs[s.FERRUM_REQUEST_ENERGY_PER_OUTPUT_TOKEN] = outcome.energy_j / m.output_tokens
+        if outcome.energy_source:
+            attrs[s.FERRUM_ENERGY_SOURCE] = outcome.energy_source
     if outcome.itl_ms is not None:
         mean, p50, p90, p99, mx = outcome.itl_ms
         attrs[s.FERRUM_ITL_MEAN_MS] = mean
@@ -216,6 +228,8 @@ def _record_metrics(
     ins = rt.instruments
     attrs = rt.metric_attributes(model, operation, provider, outcome.error_type)
     ins.requests.add(1, attrs)
+    if outcome.energy_j is not None:  # a cancelled or failed request used the GPU too
+        ins.energy.record(outcome.energy_j, attrs)
     if outcome.status == CANCELLED:
         # A cancelled request was not served: it is counted, not timed.
         ins.cancelled.add(1, attrs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
@@ -116,13 +116,16 @@ def _start_request(
     context: Context | Mapping[str, str] | str | None = None,
     prompt: str | None = None,
     span_kind: SpanKind | None = None,
+    energy_devices: Sequence[int | str] | None = None,
 ) -> RequestTracker | NoopTracker:
     """Track one inference request; use as ``with`` / ``async with`` or call ``finish()`` yourself.
 
     The request span starts now.  ``context`` (an OTel Context, propagation headers or a
     ``traceparent`` string) makes it join the caller's trace.  ``prompt`` is recorded only
     with ``configure(capture_content=True)``.  The span is SERVER when it continues a remote
-    caller's context, INTERNAL otherwise; ``span_kind`` overrides.  With no SDK configured this returns a shared
+    caller's context, INTERNAL otherwise; ``span_kind`` overrides.  ``energy_devices``
+    (GPU indexes or UUIDs) says which GPUs this request ran on, for its energy, where that is
+    not every GPU ``configure(energy_devices=...)`` names.  With no SDK configured this returns a shared
     no-op tracker and costs next to nothing.  A value that cannot be used is dropped with a
     warning (``InvalidArgument`` in strict mode); nothing else here raises.
     """
@@ -139,6 +142,7 @@ def _start_request(
         provider = _name(call, "provider", provider, s.PROVIDER_FERRUM)
     if span_kind is not None:
         span_kind = _args.span_kind(call, span_kind)
+    gpus = _args.devices(call, "energy_devices", energy_devices) if energy_devices is not None else None
     if rt is None:
         return NOOP
     try:
@@ -155,6 +159,7 @@ def _start_request(
             parent,
             prompt,
             span_kind,
+            gpus,
         )
     except InvalidArgument:
         raise

@@ -117,6 +117,7 @@ class RequestTracker:
         "_times",
         "_token",
         "_wall0",
+        "_work",
         "client_id",
         "external_id",
         "input_tokens",
@@ -141,6 +142,7 @@ class RequestTracker:
         context: Context | None = None,
         prompt: str | None = None,
         kind: Any = None,
+        energy_devices: list[int | str] | None = None,
     ) -> None:
         self._rt = rt
         self.model = model
@@ -171,6 +173,8 @@ class RequestTracker:
         self._span = start_request_span(rt, operation, model, self._wall0, attrs, context, kind)
         self._metric_attrs = rt.metric_attributes(model, operation, provider)
         rt.instruments.active.add(1, self._metric_attrs)
+        # What the energy meter reads the request's work from; None with energy off.
+        self._work = None if rt.energy is None else rt.energy.begin(self, energy_devices)
 
     # ---- recording (hot path: a clock read and an append) ----------------------------
 
@@ -237,6 +241,14 @@ class RequestTracker:
             return self._output_tokens
         extra = sum(self._chunks.values()) - len(self._chunks) if self._chunks else 0
         return len(self._times) + extra
+
+    @property
+    def energy(self) -> float | None:
+        """Joules the request's GPUs spent on it, once known (within about one sampling period
+        of its end); None while unknown, with energy off, or when an interval it ran in
+        could not be measured."""
+        work = self._work
+        return None if work is None else work.energy
 
     @property
     def finished(self) -> bool:
@@ -382,7 +394,9 @@ class RequestTracker:
         active, metric_attrs = rt.instruments.active, self._metric_attrs
         input_known = self.input_tokens is not None
 
-        def finish_emission() -> None:
+        work, energy_meter = self._work, rt.energy
+
+        def finish_emission(energy: float | None = None) -> None:
             itl = _itl_stats(times, chunks) if timed and len(times) >= 2 else None
             outcome = Outcome(
                 status,
@@ -394,6 +408,8 @@ class RequestTracker:
                 tpot_s=tpot_s,
                 itl_ms=itl,
                 input_known=input_known,
+                energy_j=energy,
+                energy_source=None if energy is None else energy_meter.source_of(work),
             )
             emit(
                 rt,
@@ -408,9 +424,13 @@ class RequestTracker:
                 external_id=external_id,
                 extra_attributes=extra,
             )
-            active.add(-1, metric_attrs)
 
-        if len(times) >= DEFER_AT:
+        active.add(-1, metric_attrs)
+        if work is not None:
+            # Emitted once the interval it ended in is settled, on the energy meter's thread.
+            work.finish(t_end, intervals, times, chunks, self.input_tokens)
+            energy_meter.when_known(work, finish_emission)
+        elif len(times) >= DEFER_AT:
             submit(finish_emission)  # the sort of many gaps: not on the caller's time
         else:
             finish_emission()
