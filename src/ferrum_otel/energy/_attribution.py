@@ -12,10 +12,13 @@ asks it to ``settle()``.  The rule, per GPU and interval:
   interval is split by the time each spent in flight in it;
 * otherwise the interval's energy is idle energy.
 
-Only the part of an interval during which some request was in flight is split this way;
-the energy of the rest (the time before the first request began and after the last one
-ended) is idle: a request alone in flight gets all of the energy of the time it ran,
-measured to within the counter's resolution, not a whole interval's.
+The counter is read every ~0.2 s, so within an interval power is taken as constant and each
+request's work as spread evenly over the part of the interval it was in flight: the interval
+is cut where requests begin and end, each piece gets energy in proportion to its length, and
+the requests in flight in a piece split it by their rate of work (tokens in the interval over
+their time in flight in it).  A request alone in flight thus gets all of the energy of the
+time it ran (not a whole interval's), back-to-back requests never share, and identical
+concurrent ones get equal shares even when one started a few milliseconds later.
 
 So every joule of a kept interval goes to exactly one place, and over any run the
 requests' energy plus idle energy equals the counter's delta over the kept intervals (to
@@ -149,16 +152,8 @@ class Work:
         return max(0.0, float(total))
 
 
-def _covered(works: list[Work], a: int, b: int, now: int) -> int:
-    """Nanoseconds of [a, b) during which at least one of ``works`` was in flight."""
-    spans = sorted((max(w.start, a), min(now if w.end is None else w.end, b)) for w in works)
-    covered, reach = 0, a
-    for p0, p1 in spans:
-        p0 = max(p0, reach)
-        if p1 > p0:
-            covered += p1 - p0
-            reach = p1
-    return covered
+def _end(w: Work, now: int) -> int:
+    return now if w.end is None else w.end
 
 
 def _overlap(p0: int, p1: int, a: int, b: int) -> int:
@@ -282,26 +277,37 @@ class Attributor:
             if self.on_dropped is not None:
                 self.on_dropped(key)
             return True
-        weights = []
+        # Power is taken as constant within an interval (the counter cannot tell finer), and
+        # each request's work as spread evenly over the part of the interval it was in flight.
+        # The interval is cut where requests begin and end; each piece's energy (in proportion
+        # to its length) is split among the requests in flight in it by their rate of work.
+        rates, fallback = [], []
         for w in there:
             wt = w.weight(a, b, now, force)
             if wt is None:
-                return False
-            weights.append(wt)
-        total = sum(weights)
-        if total <= 0:
-            weights = [w.busy(a, b, now) for w in there]
-            total = sum(weights)
-        # The part of the interval when no request was in flight at all is idle.
-        attributable = joules * _covered(there, a, b, now) / (b - a)
+                return False  # a running prefill: its share of this interval is not known yet
+            present = _overlap(w.start, _end(w, now), a, b) or 1
+            rates.append(wt / present)
+            fallback.append(w.busy(a, b, now) / present)
+        inner = {t for w in there for t in (w.start, _end(w, now)) if a < t < b}
+        cuts = sorted({a, b, *inner})
         attributed = 0.0
-        if total > 0:
-            for w, wt in zip(there, weights):
-                if wt > 0:
-                    share = attributable * (wt / total)
+        for c, d in zip(cuts, cuts[1:]):
+            present_at = [i for i, w in enumerate(there) if w.start < d and _end(w, now) > c]
+            weights = rates
+            if sum(rates[i] for i in present_at) <= 0:
+                weights = fallback  # nobody processed a token here: by time in flight
+            total = sum(weights[i] for i in present_at)
+            if total <= 0:
+                continue  # nobody in flight (or only queued): idle
+            piece = joules * (d - c) / (b - a)
+            for i in present_at:
+                if weights[i] > 0:
+                    share = piece * (weights[i] / total)
+                    w = there[i]
                     w.shares[key] = w.shares.get(key, 0.0) + share
                     attributed += share
-        # All of it when nobody was there; otherwise the float residue (never below zero).
+        # What no request took, plus the float residue (never below zero).
         idle = max(0.0, joules - attributed)
         g.measured += joules
         g.attributed += attributed

@@ -54,6 +54,7 @@ class EnergyMeter:
         self.period_s = period_s
         self.margin_ns = int(margin_s * 1e9)
         self.max_gap_ns = int(max(1.0, MAX_GAP_FACTOR * period_s) * 1e9)
+        self.max_call_ns = int(period_s / 2 * 1e9)  # a call is ~3 ms on an H200
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -87,7 +88,8 @@ class EnergyMeter:
 
     # ---- readings in (reader threads) --------------------------------------------------
 
-    def reading(self, device: GpuDevice, at: int, kind: str, value: float) -> None:
+    def reading(self, device: GpuDevice, at: int, kind: str, value: float, call_ns: int = 0) -> None:
+        """One reading, taken at ``at`` (the middle of an NVML call that took ``call_ns``)."""
         key = device.uuid
         if key not in self.devices:
             return
@@ -106,8 +108,8 @@ class EnergyMeter:
                     joules = None  # the counter went back: the driver was reloaded
             else:
                 joules = (last.value + value) / 2 * (at - last.at) / 1e9
-            if at - last.at > self.max_gap_ns:
-                joules = None
+            if at - last.at > self.max_gap_ns or call_ns > self.max_call_ns:
+                joules = None  # the GPU did not answer in time: when the value held is unknown
             if joules is None or joules != joules or joules < 0:  # never negative, never NaN
                 joules = None
             self.attributor.interval(key, last.at, at, joules)

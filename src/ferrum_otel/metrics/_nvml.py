@@ -217,9 +217,9 @@ class GpuSampler:
         self._stop = threading.Event()
         self._pid: int | None = None
         #: Where each reader hands its energy readings (``sink(device, perf_counter_ns,
-        #: source, value)``, source ``counter`` in J or ``power`` in W), every
-        #: ``energy_period_s``, while an energy meter is attached.
-        self.energy_sink: Callable[[GpuDevice, int, str, float], None] | None = None
+        #: source, value, call_ns)``, source ``counter`` in J or ``power`` in W, and how long
+        #: the call took), every ``energy_period_s``, while an energy meter is attached.
+        self.energy_sink: Callable[[GpuDevice, int, str, float, int], None] | None = None
         self.energy_period_s = 0.2
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -545,7 +545,7 @@ class GpuSampler:
                 logger.warning("ferrum-otel: GPU %d answered its %s with %r; no energy from it", d.index, source, value)
             return None
 
-    def attach_energy(self, sink: Callable[[GpuDevice, int, str, float], None] | None, period_s: float) -> None:
+    def attach_energy(self, sink: Callable[[GpuDevice, int, str, float, int], None] | None, period_s: float) -> None:
         """Start (or with None, stop) the readers' energy cadence."""
         self.energy_period_s = period_s
         self.energy_sink = sink
@@ -637,7 +637,7 @@ class _Reader:
         got = sampler.read_energy(self.device)
         after = time.perf_counter_ns()
         if got is not None and sink is not None:
-            sink(self.device, (before + after) // 2, got[0], got[1])
+            sink(self.device, (before + after) // 2, got[0], got[1], after - before)
 
     def _run(self) -> None:
         sampler, d = self.sampler, self.device
