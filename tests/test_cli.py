@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+
+import pytest
 
 import ferrum_otel
 
@@ -68,6 +71,11 @@ def test_demo_on_embedded_defaults(tmp_path):
     assert report.count("demo-00") >= 6  # the waterfall rows
     traces = run_file(tmp_path / "ferrum-otel-telemetry", "traces").read_text()
     assert traces.count('"name":"text_completion llama-3-8b-sim"') == 16
+    # The simulated GPU's power model gives every request its energy, on the span and in the report.
+    energy = re.search(r"energy +([0-9.]+) J per output token, ([0-9.]+) J per request \(p50\), idle (\d+)%", report)
+    assert energy is not None and 0 < float(energy.group(1)) < 10 and 0 <= int(energy.group(3)) < 100, report
+    assert "measured on a simulated H200" in report and "GPU 0 (simulated)" in report
+    assert traces.count('"key":"ferrum.request.energy"') == 16
     metrics = run_file(tmp_path / "ferrum-otel-telemetry", "metrics").read_text()
     assert "ferrum.kv_cache.blocks" in metrics and "gen_ai.server.time_to_first_token" in metrics
 
@@ -136,7 +144,31 @@ def test_gpu_command_table_with_the_fake_nvml(capsys):
         _nvml.reset_shared_sampler(None)
     lines = buf.getvalue().splitlines()
     assert lines[0] == "NVIDIA driver 580.159.04, 2 device(s)"
-    assert len(lines) == 4 and "NVIDIA H200" in lines[2] and "36 C" in lines[2] and "112/700 W" in lines[2]
+    assert len(lines) == 6 and "NVIDIA H200" in lines[2] and "36 C" in lines[2] and "112/700 W" in lines[2]
+    assert lines[4].startswith(" 0  energy: NVML total-energy counter")
+
+
+def test_gpu_command_says_where_energy_comes_from():
+    """Each GPU's energy line: the counter's mean draw, or the power it would integrate."""
+    import io
+
+    from ferrum_otel._commands import gpu
+    from ferrum_otel._fake_nvml import FakeNvml
+    from ferrum_otel.metrics import _nvml
+
+    for fake, says in (
+        (FakeNvml(power_w=300.0), r"energy: NVML total-energy counter, (\d+) W mean over 0\.5 s"),
+        (FakeNvml(power_w=250.0, energy_supported=False), r"energy: no counter on this GPU; its power \((\d+) W\)"),
+    ):
+        _nvml.reset_shared_sampler(_nvml.GpuSampler(fake, slow_interval_s=3600))
+        try:
+            buf = io.StringIO()
+            assert gpu(buf) == 0
+        finally:
+            _nvml.reset_shared_sampler(None)
+        found = re.search(says, buf.getvalue())
+        assert found is not None, buf.getvalue()
+        assert int(found.group(1)) == pytest.approx(fake.power_w, abs=3)
 
 
 def test_doctor(tmp_path):

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -40,8 +41,40 @@ def gpu(out: IO[str]) -> int:
         power = f"{r.power_w:.0f}{limit} W" if r.power_w is not None else "n/a"
         state = "LOST" if d.lost else ""
         print(f"{d.index:>2}  {d.name[:23]:<24}{util:>6}{mem:>24}{temp:>7}{power:>14}  {d.uuid} {state}", file=out)
+    for line in _energy_lines(sampler):
+        print(line, file=out)
     sampler.close()
     return 0
+
+
+def _energy_lines(sampler: Any, seconds: float = 0.5) -> list[str]:
+    """What energy per request would read from each GPU: its source and the mean draw over
+    ``seconds``, from two readings taken on the GPUs' reader threads."""
+    seen: dict[str, list[tuple[int, str, float]]] = {}
+
+    def sink(device: Any, at: int, kind: str, value: float, _call_ns: int) -> None:
+        seen.setdefault(device.uuid, []).append((at, kind, value))
+
+    sampler.attach_energy(sink, 3600.0)  # readings only when asked for
+    sampler.read_energy_now(1.0)
+    time.sleep(seconds)
+    sampler.read_energy_now(1.0)
+    sampler.attach_energy(None, 3600.0)
+    lines = []
+    for d in sampler.devices:
+        got = seen.get(d.uuid, [])
+        if len(got) < 2:
+            lines.append(f"{d.index:>2}  energy: no reading (energy per request is off for this GPU)")
+            continue
+        (t0, kind, v0), (t1, _k, v1) = got[0], got[-1]
+        if kind == "counter":
+            lines.append(
+                f"{d.index:>2}  energy: NVML total-energy counter, {(v1 - v0) / ((t1 - t0) / 1e9):.0f} W "
+                f"mean over {(t1 - t0) / 1e9:.1f} s"
+            )
+        else:
+            lines.append(f"{d.index:>2}  energy: no counter on this GPU; its power ({v1:.0f} W) is integrated")
+    return lines
 
 
 # ---- doctor ------------------------------------------------------------------------

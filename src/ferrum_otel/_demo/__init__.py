@@ -9,10 +9,26 @@ from typing import IO
 
 import ferrum_otel
 
+from .._fake_nvml import FakeNvml
+from ..metrics._nvml import GpuSampler, reset_shared_sampler, shared_sampler
 from .engine import DemoConfig, SimEngine
 from .report import build_report
 
 __all__ = ["run_demo"]
+
+#: The simulated GPU's power model: the recorded H200's idle draw, rising with the batch's
+#: fill to its draw under full load.
+IDLE_W, FULL_W = 112.0, 690.0
+
+
+def _simulated_gpu() -> FakeNvml | None:
+    """Where no GPU answers, a simulated H200 (the recorded probe) whose power follows the
+    engine's batch, so the demo can show energy per request; None where a real GPU is there."""
+    if shared_sampler().available:
+        return None
+    fake = FakeNvml(power_w=lambda _t, load: IDLE_W + (FULL_W - IDLE_W) * load)
+    reset_shared_sampler(GpuSampler(fake))
+    return fake
 
 
 class Progress:
@@ -49,6 +65,7 @@ def run_demo(
     max_batch: int = 32,
     kv_blocks: int = 300,
 ) -> int:
+    simulated = _simulated_gpu()
     handle = ferrum_otel.configure(
         service_name="ferrum-otel-demo",
         endpoint=endpoint,
@@ -58,6 +75,8 @@ def run_demo(
     )
     config = DemoConfig(requests=requests, concurrency=concurrency, seed=seed, max_batch=max_batch, kv_blocks=kv_blocks)
     engine = SimEngine(config)
+    if simulated is not None:
+        engine.on_load = simulated.set_load
     observer = ferrum_otel.observe_engine(
         scheduler=engine.scheduler_stats, cache=engine.cache_stats, batching=engine.batching_metrics
     )
@@ -66,10 +85,23 @@ def run_demo(
     try:
         done = asyncio.run(engine.run())
         wall = time.perf_counter() - started
-        report = build_report(engine, done, wall, handle.destinations, ferrum_otel.gpu_snapshot())
+        energy = handle.runtime.energy if handle.runtime is not None else None
+        if energy is not None:
+            energy.flush(1.0)  # the last requests' intervals close now
+        report = build_report(
+            engine,
+            done,
+            wall,
+            handle.destinations,
+            ferrum_otel.gpu_snapshot(),
+            energy=None if energy is None else energy.totals(),
+            simulated=simulated is not None,
+        )
     finally:
         handle.shutdown()
         observer.close()
+        if simulated is not None:
+            reset_shared_sampler(None)
     print(report, file=out)
     delivery = handle.delivery()
     print(f"\n  telemetry: {delivery.line()}", file=out)

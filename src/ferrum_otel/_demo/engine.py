@@ -94,6 +94,8 @@ class SimEngine:
         self._sent = 0
         self._bound = "clients"  # why the last admission stopped
         self.on_finish: Any = None
+        #: Told the batch's fill (0..1) at each step: the simulated GPU's load.
+        self.on_load: Any = None
 
     # ---- the state the engine reports through observe_engine() ---------------------
 
@@ -265,8 +267,12 @@ class SimEngine:
                     if req in self.running:
                         req.mark("decode", now)
             if not self.running:
+                if self.on_load is not None:
+                    self.on_load(0.0)
                 await asyncio.sleep(self.c.step_s / 2)
                 continue
+            if self.on_load is not None:
+                self.on_load(len(self.running) / self.c.max_batch)  # the simulated GPU's power draw
             await asyncio.sleep(self.c.step_s)
             self.batches += 1
             self.batch_sizes += len(self.running)

@@ -67,8 +67,37 @@ def _reasons(requests: Sequence[SimRequest]) -> str:
     return f"{stop} stop, {len(requests) - stop} length (max_tokens reached)"
 
 
+def _energy(requests: Sequence[SimRequest], totals: tuple[float, float, float, int], simulated: bool) -> list[str]:
+    measured, _attributed, idle, dropped = totals
+    known = [(r.tracker.energy, r.generated) for r in requests if r.tracker.energy is not None]
+    where = "a simulated H200: 112 W idle to 690 W at a full batch" if simulated else "NVML"
+    if not known:
+        return [f"  energy                no request's energy is known ({where})"]
+    joules = sum(e for e, _n in known)
+    tokens = sum(n for _e, n in known)
+    per_request = sorted(e for e, _n in known)
+    lines = [
+        f"  energy                {joules / max(tokens, 1):.3f} J per output token, "
+        f"{percentile(per_request, 0.5):.2f} J per request (p50), idle {100 * idle / max(measured, 1e-9):.0f}% "
+        f"of {measured:.0f} J",
+        f"                        measured on {where}",
+    ]
+    if len(known) < len(requests) or dropped:
+        lines.append(
+            f"                        {len(requests) - len(known)} requests unknown, {dropped} intervals dropped"
+        )
+    return lines
+
+
 def build_report(
-    engine: SimEngine, requests: Sequence[SimRequest], wall_s: float, destinations: list[str], gpus: list[Any]
+    engine: SimEngine,
+    requests: Sequence[SimRequest],
+    wall_s: float,
+    destinations: list[str],
+    gpus: list[Any],
+    *,
+    energy: tuple[float, float, float, int] | None = None,
+    simulated: bool = False,
 ) -> str:
     ttft = [1e3 * (r.token_times[0] - r.arrived) for r in requests if r.token_times]
     itl = [1e3 * (b - a) for r in requests for a, b in zip(r.token_times, r.token_times[1:])]
@@ -107,10 +136,13 @@ def build_report(
         f"  recorded              {len(recorded)} RequestMetrics, "
         f"{sum(m.preemption_count for m in recorded)} preemptions on them",
     ]
+    if energy is not None:
+        lines.extend(_energy(requests, energy, simulated))
     if gpus:
         for i, g in enumerate(gpus):
+            label = f"GPU {i}" + (" (simulated)" if simulated else "")
             lines.append(
-                f"  GPU {i}                 {g.utilization_percent:.0f}% busy, "
+                f"  {label:<22}{g.utilization_percent:.0f}% busy, "
                 f"{g.memory_used_bytes / 2**30:.1f}/{g.memory_total_bytes / 2**30:.0f} GiB, "
                 f"{g.temperature_celsius:.0f} °C, {g.power_watts:.0f} W"
             )

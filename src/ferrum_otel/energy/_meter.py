@@ -183,6 +183,18 @@ class EnergyMeter:
         d = self.devices[key]
         return d.attributes_with(((s.FERRUM_ENERGY_SOURCE, self.sources.get(key, "counter")),))
 
+    def totals(self) -> tuple[float, float, float, int]:
+        """Joules measured, attributed to requests and idle, and intervals dropped, over every
+        GPU so far (settled intervals only)."""
+        with self._lock:
+            gpus = list(self.attributor.gpus.values())
+            return (
+                sum(g.measured for g in gpus),
+                sum(g.attributed for g in gpus),
+                sum(g.idle for g in gpus),
+                sum(g.dropped for g in gpus),
+            )
+
     # ---- flush and close ---------------------------------------------------------------
 
     def flush(self, timeout_s: float) -> bool:
