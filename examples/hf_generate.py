@@ -5,7 +5,8 @@
 
 The model is a small, randomly initialised Llama made from a config, so nothing is
 downloaded; the timing is real.  A streamer marks each generated token: the first one ends
-prefill, and decode runs to the last.
+prefill, and decode runs to the last.  On a GPU that reports energy, it also prints the
+request's joules per output token (on the CPU there is none to report).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def tiny_llama() -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
-def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
+def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, new_tokens: int) -> tuple[torch.Tensor, object]:
     with (
         ferrum_otel.request(
             model="tiny-llama-random",
@@ -77,7 +78,16 @@ def generate(model: LlamaForCausalLM, prompt_ids: torch.Tensor, new_tokens: int)
         f"generated {req.metrics.output_tokens} tokens: prefill {req.metrics.prefill_time_ms} ms, "
         f"decode {req.metrics.decode_time_ms} ms, phases {sorted(req.phases)}"
     )
-    return output
+    return output, req
+
+
+def report_energy(telemetry: ferrum_otel.Telemetry, req) -> None:  # noqa: ANN001
+    """The request's energy, known once the sampling interval it ended in has closed."""
+    telemetry.force_flush()
+    if req.energy is None:
+        print("energy: unknown (no GPU here reports energy or power)")
+    else:
+        print(f"energy: {req.energy:.2f} J, {req.energy / max(req.output_tokens, 1):.4f} J per output token")
 
 
 def main() -> None:
@@ -86,8 +96,9 @@ def main() -> None:
     model = tiny_llama()
     prompt = torch.randint(1, 512, (1, 24))
     started = time.perf_counter()
-    out = generate(model, prompt, new_tokens=16)
+    out, req = generate(model, prompt, new_tokens=16)
     print(f"output shape {tuple(out.shape)} in {time.perf_counter() - started:.2f} s")
+    report_energy(telemetry, req)
     telemetry.shutdown()
     print("telemetry went to", "; ".join(telemetry.destinations))
 

@@ -355,3 +355,21 @@ def test_a_bad_energy_devices_argument_is_dropped_like_any_other():
         assert s.FERRUM_REQUEST_ENERGY in span.attributes  # fell back to every GPU
     with fake_gpus(power_w=100.0), capture() as cap, pytest.raises(ferrum_otel.InvalidArgument, match="energy_devices"):
         ferrum_otel.request(model="strict", energy_devices=[True])
+
+
+def test_a_lost_gpu_leaves_the_requests_on_it_unknown_and_the_others_measured():
+    """GPU 1 is lost mid-request: a request on both GPUs is unknown; one on GPU 0 alone is measured."""
+    with fake_gpus(2, power_w=300.0, lose_gpu=1, lose_after_reads=10**9) as fake, capture() as cap:
+        time.sleep(0.25)
+        with ferrum_otel.request(model="both", input_tokens=4) as both:
+            both.token()
+            time.sleep(0.2)
+            fake.lose_after_reads = -1  # from now on GPU 1 answers "lost"
+            time.sleep(0.4)
+            both.token()
+        _one, took = _decode(0.4, model="zero", energy_devices=[0])
+        (zero,) = cap.spans("text_completion zero")
+        assert both._work.reported and both.energy is None  # settled: unknown, not smaller
+        assert zero.attributes[s.FERRUM_REQUEST_ENERGY] == pytest.approx(300.0 * took, rel=0.03)
+        (span,) = cap.spans("text_completion both")
+        assert s.FERRUM_REQUEST_ENERGY not in span.attributes

@@ -289,24 +289,48 @@ class Attributor:
             present = _overlap(w.start, _end(w, now), a, b) or 1
             rates.append(wt / present)
             fallback.append(w.busy(a, b, now) / present)
-        inner = {t for w in there for t in (w.start, _end(w, now)) if a < t < b}
-        cuts = sorted({a, b, *inner})
-        attributed = 0.0
-        for c, d in zip(cuts, cuts[1:]):
-            present_at = [i for i, w in enumerate(there) if w.start < d and _end(w, now) > c]
-            weights = rates
-            if sum(rates[i] for i in present_at) <= 0:
-                weights = fallback  # nobody processed a token here: by time in flight
-            total = sum(weights[i] for i in present_at)
-            if total <= 0:
-                continue  # nobody in flight (or only queued): idle
+        # A sweep over the cuts: between two cuts the set in flight is fixed, so each piece
+        # contributes piece_energy / total_rate per unit of rate to everyone in flight; the
+        # prefix sums of that (one for work rates, one for the by-time fallback) give each
+        # request its share in O(n log n), however many requests began and ended here.
+        spans = [(max(w.start, a), min(_end(w, now), b)) for w in there]
+        events: dict[int, list[int]] = {}
+        for i, (s0, s1) in enumerate(spans):
+            events.setdefault(s0, []).append(i)
+            events.setdefault(s1, []).append(~i)
+        times = sorted({a, b, *events})
+        by_rate = {times[0]: 0.0}
+        by_time = {times[0]: 0.0}
+        f_rate = f_time = 0.0
+        rate_sum = time_sum = 0.0
+        rated = timed = 0  # how many in flight have a positive rate / time weight: no float doubt
+        for c, d in zip(times, times[1:]):
+            for i in events.get(c, ()):
+                if i >= 0:
+                    rate_sum += rates[i]
+                    time_sum += fallback[i]
+                    rated += rates[i] > 0
+                    timed += fallback[i] > 0
+                else:
+                    rate_sum -= rates[~i]
+                    time_sum -= fallback[~i]
+                    rated -= rates[~i] > 0
+                    timed -= fallback[~i] > 0
             piece = joules * (d - c) / (b - a)
-            for i in present_at:
-                if weights[i] > 0:
-                    share = piece * (weights[i] / total)
-                    w = there[i]
-                    w.shares[key] = w.shares.get(key, 0.0) + share
-                    attributed += share
+            if rated:
+                f_rate += piece / rate_sum
+            elif timed:
+                f_time += piece / time_sum  # nobody processed a token here: by time in flight
+            by_rate[d], by_time[d] = f_rate, f_time  # nobody in flight (or only queued): idle
+        attributed = 0.0
+        for i, w in enumerate(there):
+            s0, s1 = spans[i]
+            if s1 <= s0:
+                continue
+            share = rates[i] * (by_rate[s1] - by_rate[s0]) + fallback[i] * (by_time[s1] - by_time[s0])
+            if share > 0:
+                w.shares[key] = w.shares.get(key, 0.0) + share
+                attributed += share
         # What no request took, plus the float residue (never below zero).
         idle = max(0.0, joules - attributed)
         g.measured += joules

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -56,6 +57,9 @@ class EnergyMeter:
         self.max_gap_ns = int(max(1.0, MAX_GAP_FACTOR * period_s) * 1e9)
         self.max_call_ns = int(period_s / 2 * 1e9)  # a call is ~3 ms on an H200
         self._lock = threading.Lock()
+        self._call_lock = threading.Lock()
+        self._settling = threading.Lock()
+        self._incoming: deque[Work] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.attributor = Attributor(int(max_wait_s * 1e9))
@@ -123,18 +127,15 @@ class EnergyMeter:
         if not keys:
             return None
         work = Work(tracker._t0, keys, tracker)
-        with self._lock:
-            self.attributor.add(work)
+        self._incoming.append(work)  # no lock on the request path: settle() takes them in
         return work
 
     def when_known(self, work: Work, callback: Callable[[float | None], None]) -> None:
-        """Call ``callback(energy)`` once the request's energy is settled (on our thread)."""
-        with self._lock:
-            work.on_known = callback
-            closed = self._stop.is_set()
-        if closed:
+        """Call ``callback(energy)`` once the request's energy is settled (on our thread, at
+        the next reading: no wake-up from here, the request path stays lock-free)."""
+        work.on_known = callback
+        if self._stop.is_set():
             self._call(work, None)
-        self._wake.set()
 
     # ---- settling (our thread) ----------------------------------------------------------
 
@@ -148,14 +149,21 @@ class EnergyMeter:
             self.settle()
 
     def settle(self, *, force: bool = False) -> None:
-        now = time.perf_counter_ns()
-        with self._lock:
-            done = self.attributor.settle(now - (0 if force else self.margin_ns), force=force)
-        for work in done:
-            self._call(work, work.energy)
+        # One settler at a time, emissions included: a flush returns only once what the
+        # thread was emitting has been emitted too.  The request path never takes this lock.
+        with self._settling:
+            now = time.perf_counter_ns()
+            with self._lock:
+                incoming = self._incoming
+                while incoming:
+                    self.attributor.add(incoming.popleft())
+                done = self.attributor.settle(now - (0 if force else self.margin_ns), force=force)
+            for work in done:
+                self._call(work, work.energy)
 
     def _call(self, work: Work, energy: float | None) -> None:
-        callback, work.on_known = work.on_known, None
+        with self._call_lock:  # settle() and a late when_known() may race for one callback
+            callback, work.on_known = work.on_known, None
         if callback is None:
             return
         try:
@@ -214,7 +222,7 @@ class EnergyMeter:
         self._wake.set()
         self._thread.join(timeout=1.0)
         with self._lock:
-            waiting = [w for w in self.attributor.live if w.on_known is not None]
+            waiting = [w for w in [*self.attributor.live, *self._incoming] if w.on_known is not None]
         for work in waiting:  # still waiting: emitted with the energy unknown
             self._call(work, None)
         if not ok:
