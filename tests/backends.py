@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,15 +270,19 @@ class Phoenix(Process):
 class Prometheus(Process):
     """Debian's Prometheus scraping one target every second."""
 
-    def __init__(self, tmp: Path, target: str) -> None:
+    def __init__(
+        self, tmp: Path, target: str, *, features: Sequence[str] = (), rule_files: Sequence[Path] = ()
+    ) -> None:
         binary = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
         if binary is None:
             unavailable("prometheus is not installed (apt-get install prometheus)")
         self.port = free_port()
         config = tmp / "prometheus.yml"
+        rules = "".join(f"  - {p}\n" for p in rule_files)
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: ferrum\n    static_configs:\n"
+            + (f"rule_files:\n{rules}" if rules else "")
+            + "scrape_configs:\n  - job_name: ferrum\n    static_configs:\n"
             f"      - targets: ['{target}']\n"
         )
         args = [
@@ -286,15 +290,21 @@ class Prometheus(Process):
             f"--config.file={config}",
             f"--web.listen-address=127.0.0.1:{self.port}",
             f"--storage.tsdb.path={tmp / 'prometheus-data'}",
+            *(f"--enable-feature={f}" for f in features),
         ]
         super().__init__(args, tmp / "prometheus.out")
         wait_for(lambda: http_get(f"http://127.0.0.1:{self.port}/-/ready", 2), "Prometheus to be ready", 60, self.proc)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"http://127.0.0.1:{self.port}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        result: list[dict[str, Any]] = self.api("query", query=promql)["result"]
+        return result
+
+    def api(self, path: str, **params: Any) -> Any:
+        """GET /api/v1/<path>; the ``data`` of a successful answer."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?{urllib.parse.urlencode(params, doseq=True)}"
         doc = json.loads(http_get(url))
         assert doc["status"] == "success", doc
-        return doc["data"]["result"]
+        return doc["data"]
 
 
 def python() -> str:

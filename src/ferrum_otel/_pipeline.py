@@ -176,13 +176,14 @@ def _otlp_where(settings: Settings, signal: str) -> str:
 
 def _prometheus_reader(p: Pipeline, host: str, port: int) -> Any:
     try:
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
         from prometheus_client import start_http_server
+
+        from ._prometheus import exemplar_reader
     except ImportError:
         raise ConfigurationError(
             "prometheus: the Prometheus exporter is not installed; pip install 'ferrum-otel[prometheus]'"
         ) from None
-    reader = PrometheusMetricReader()
+    reader = exemplar_reader()
     try:
         started = start_http_server(port, addr=host)
     except OSError as e:

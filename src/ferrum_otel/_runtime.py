@@ -72,6 +72,8 @@ class Runtime:
                 attrs[semconv.GEN_AI_TOKEN_TYPE] = token_type
             if len(self._metric_attrs) < 10_000:  # a runaway label set must not grow memory forever
                 self._metric_attrs[key] = attrs
+                if error_type is None and token_type is None:
+                    self.instruments.seed(attrs)
         return attrs
 
 

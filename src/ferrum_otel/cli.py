@@ -51,6 +51,18 @@ def _parser() -> argparse.ArgumentParser:
         "--endpoint", metavar="URL", help="ship over OTLP to this collector (http://host:4318) instead of local files"
     )
     demo.add_argument("--output", metavar="DIR", help="folder for the local OTLP JSON files (./ferrum-otel-telemetry)")
+    demo.add_argument(
+        "--prometheus",
+        metavar="HOST:PORT",
+        help="also serve the metrics for Prometheus to scrape, exemplars included (127.0.0.1:9464)",
+    )
+    demo.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="keep serving the Prometheus endpoint this many seconds after the report (0)",
+    )
 
     sub.add_parser("gpu", help="show what NVML reports for each GPU, or say why there is nothing")
     sub.add_parser("doctor", help="check the OTEL_* configuration, the endpoint and NVML, and say what to fix")
@@ -89,6 +101,8 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
                 out=out,
                 max_batch=args.max_batch,
                 kv_blocks=args.kv_blocks,
+                prometheus=args.prometheus,
+                linger_s=max(0.0, args.linger),
             )
         if args.command == "gpu":
             from ._commands import gpu

@@ -389,3 +389,38 @@ COMPONENT_HEALTH: Final = Instrument(
     "1",
     "1 for the health state a component is in, 0 for the others (ferrum.component, ferrum.health.state).",
 )
+
+
+# ---- Prometheus names ------------------------------------------------------------------
+
+#: OTel units as the Prometheus exposition spells them (OpenTelemetry's Prometheus
+#: compatibility rules, as the Python exporter and the Collector apply them); annotations
+#: such as ``{request}`` and the unit ``1`` add nothing.
+_PROMETHEUS_UNITS: Final = {
+    "s": "seconds",
+    "By": "bytes",
+    "J": "joules",
+    "W": "watts",
+    "Hz": "hertz",
+    "Cel": "celsius",
+    "By/s": "bytes_per_second",
+}
+
+
+def prometheus_name(instrument: Instrument) -> str:
+    """The name ``instrument`` is scraped under: dots to underscores, the unit appended, and
+    ``_total`` on counters (a histogram adds ``_bucket``, ``_count`` and ``_sum`` to it)."""
+    name = instrument.name.replace(".", "_").replace("-", "_")
+    unit = _PROMETHEUS_UNITS.get(instrument.unit)
+    if unit is None and instrument.unit.endswith("/s"):
+        unit = "per_second"
+    if unit and not name.endswith("_" + unit):
+        name += "_" + unit
+    if instrument.kind == "counter" and not name.endswith("_total"):
+        name += "_total"
+    return name
+
+
+def instruments() -> list[Instrument]:
+    """Every instrument defined here."""
+    return [v for v in globals().values() if isinstance(v, Instrument)]

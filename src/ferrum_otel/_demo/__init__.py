@@ -64,6 +64,8 @@ def run_demo(
     *,
     max_batch: int = 32,
     kv_blocks: int = 300,
+    prometheus: str | None = None,
+    linger_s: float = 0.0,
 ) -> int:
     simulated = _simulated_gpu()
     handle = ferrum_otel.configure(
@@ -72,6 +74,7 @@ def run_demo(
         output=output,
         console=False,
         metric_interval=1.0,
+        prometheus=prometheus,
     )
     config = DemoConfig(requests=requests, concurrency=concurrency, seed=seed, max_batch=max_batch, kv_blocks=kv_blocks)
     engine = SimEngine(config)
@@ -97,12 +100,18 @@ def run_demo(
             energy=None if energy is None else energy.totals(),
             simulated=simulated is not None,
         )
+        if linger_s and prometheus:
+            print(report, file=out, flush=True)
+            report = ""
+            print(f"  serving the Prometheus endpoint for {linger_s:g} s more", file=err, flush=True)
+            time.sleep(linger_s)
     finally:
         handle.shutdown()
         observer.close()
         if simulated is not None:
             reset_shared_sampler(None)
-    print(report, file=out)
+    if report:
+        print(report, file=out)
     delivery = handle.delivery()
     print(f"\n  telemetry: {delivery.line()}", file=out)
     return 0 if delivery.nothing_lost else 1

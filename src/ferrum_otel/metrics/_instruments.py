@@ -175,6 +175,20 @@ class RequestInstruments(ObservableGroup):
         self.preemptions = self._tally(s.PREEMPTIONS_TOTAL)
         self.active = self._tally(s.ACTIVE_REQUESTS)
 
+    def seed(self, attrs: dict[str, Any]) -> None:
+        """Start each counter of a new attribute set at 0, so that a rate over failures or
+        preemptions is 0 rather than absent before the first one (Prometheus practice)."""
+        for tally in (
+            self.requests,
+            self.completed,
+            self.failed,
+            self.cancelled,
+            self.prefill_tokens,
+            self.decode_tokens,
+            self.preemptions,
+        ):
+            tally.add(0, attrs)
+
     def _tally(self, spec: s.Instrument) -> Tally:
         tally = Tally(spec.name)
         self.observe(spec, tally.points)

@@ -196,8 +196,10 @@ def emit(
     span.set_attributes(attrs)
     if outcome.status == ERROR:
         span.set_status(Status(StatusCode.ERROR, outcome.error_message or outcome.error_type))
+    # The request span's context, given to every record: the histograms' exemplars point at
+    # this request whichever thread emits it (the energy meter's, the finisher's).
+    parent = set_span_in_context(span)
     if phases:
-        parent = set_span_in_context(span)
         tracer = rt.tracer
         for phase in phases:
             child = tracer.start_span(
@@ -213,7 +215,7 @@ def emit(
             )
             child.end(end_time=phase.end_ns)
     span.end(end_time=end_ns)
-    _record_metrics(rt, metrics, phases, outcome, model, operation, provider)
+    _record_metrics(rt, metrics, phases, outcome, model, operation, provider, parent)
 
 
 def _record_metrics(
@@ -224,25 +226,28 @@ def _record_metrics(
     model: str | None,
     operation: str,
     provider: str,
+    context: Context | None = None,
 ) -> None:
     ins = rt.instruments
     attrs = rt.metric_attributes(model, operation, provider, outcome.error_type)
     ins.requests.add(1, attrs)
     if outcome.energy_j is not None:  # a cancelled or failed request used the GPU too
-        ins.energy.record(outcome.energy_j, attrs)
+        ins.energy.record(outcome.energy_j, attrs, context)
     if outcome.status == CANCELLED:
         # A cancelled request was not served: it is counted, not timed.
         ins.cancelled.add(1, attrs)
         if m.preemption_count:
             ins.preemptions.add(m.preemption_count, attrs)
         return
-    ins.duration.record(outcome.duration_s, attrs)
+    ins.duration.record(outcome.duration_s, attrs, context)
     if m.input_tokens and outcome.input_known:
         ins.token_usage.record(
-            m.input_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT)
+            m.input_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT), context
         )
         ins.prefill_tokens.add(m.input_tokens, attrs)
-    ins.token_usage.record(m.output_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_OUTPUT))
+    ins.token_usage.record(
+        m.output_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_OUTPUT), context
+    )
     if m.output_tokens:
         ins.decode_tokens.add(m.output_tokens, attrs)
     if m.preemption_count:
@@ -250,14 +255,14 @@ def _record_metrics(
     for phase in phases:
         name = phase.name
         hist = ins.queue if name == s.PHASE_QUEUE else ins.prefill if name == s.PHASE_PREFILL else ins.decode
-        hist.record((phase.end_ns - phase.start_ns) / 1e9, attrs)
+        hist.record((phase.end_ns - phase.start_ns) / 1e9, attrs, context)
     if outcome.status == ERROR:
         ins.failed.add(1, attrs)
         return
     ins.completed.add(1, attrs)
     if outcome.ttft_s is not None:
-        ins.ttft.record(outcome.ttft_s, attrs)
+        ins.ttft.record(outcome.ttft_s, attrs, context)
     if outcome.tpot_s is not None:
-        ins.tpot.record(outcome.tpot_s, attrs)
+        ins.tpot.record(outcome.tpot_s, attrs, context)
     if outcome.itl_ms is not None:
-        ins.itl.record(outcome.itl_ms[0] / 1e3, attrs)
+        ins.itl.record(outcome.itl_ms[0] / 1e3, attrs, context)
