@@ -64,6 +64,9 @@ FERRUM_CANCELLED: Final = "ferrum.request.cancelled"
 #: Joules the request's GPUs spent on it, and per output token (issue-12 attribution).
 FERRUM_REQUEST_ENERGY: Final = "ferrum.request.energy"
 FERRUM_REQUEST_ENERGY_PER_OUTPUT_TOKEN: Final = "ferrum.request.energy_per_output_token"
+#: A generate() call over several prompts is one request (instrumentation.transformers).
+FERRUM_REQUEST_BATCH_SIZE: Final = "ferrum.request.batch_size"
+FERRUM_REQUEST_NUM_BEAMS: Final = "ferrum.request.num_beams"
 #: Where the joules came from: NVML's total-energy ``counter``, or ``power`` integrated over time.
 FERRUM_ENERGY_SOURCE: Final = "ferrum.energy.source"
 FERRUM_TTFT_MS: Final = "ferrum.request.time_to_first_token_ms"

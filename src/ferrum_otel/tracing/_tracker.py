@@ -184,6 +184,15 @@ class RequestTracker:
         if n != 1:
             self._chunk(n)
 
+    def _token_at(self, at: int, n: int = 1) -> None:
+        """``n`` tokens produced at ``at`` (perf_counter_ns), for instrumentations that time
+        steps themselves and learn the counts afterwards; times must not go back."""
+        if self._finished or (len(self._times) and at < self._times[-1]):
+            return
+        self._append(at)
+        if n != 1:
+            self._chunk(n)
+
     def _chunk(self, n: int) -> None:
         if type(n) is not int or not 1 <= n <= TOKENS_PER_CALL_MAX:
             self._times.pop()
