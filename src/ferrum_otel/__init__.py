@@ -16,7 +16,16 @@ from ._version import __version__
 from .metrics.engine import observe_engine
 from .metrics.gpu import gpu_snapshot, instrument_gpu
 from .metrics.memory import memory_snapshot, system_snapshot
-from .tracing import NoopTracker, RequestTracker, current_request, instrument, record_request, request
+from .tracing import (
+    NoopTracker,
+    RequestTracker,
+    Segment,
+    continue_request,
+    current_request,
+    instrument,
+    record_request,
+    request,
+)
 
 __all__ = [
     "ConfigurationError",
@@ -24,10 +33,12 @@ __all__ = [
     "InvalidArgument",
     "NoopTracker",
     "RequestTracker",
+    "Segment",
     "SignalDelivery",
     "Telemetry",
     "__version__",
     "configure",
+    "continue_request",
     "current_request",
     "gpu_snapshot",
     "instrument",

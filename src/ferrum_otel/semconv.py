@@ -64,6 +64,17 @@ FERRUM_CANCELLED: Final = "ferrum.request.cancelled"
 #: Joules the request's GPUs spent on it, and per output token (issue-12 attribution).
 FERRUM_REQUEST_ENERGY: Final = "ferrum.request.energy"
 FERRUM_REQUEST_ENERGY_PER_OUTPUT_TOKEN: Final = "ferrum.request.energy_per_output_token"
+#: End to end minus every phase the request knows of (its own and its workers'): IPC,
+#: scheduling between processes, anything nobody marked.
+FERRUM_UNACCOUNTED_TIME_MS: Final = "ferrum.request.unaccounted_time_ms"
+#: Bytes of KV cache a kv_transfer phase moved, when the caller knows them.
+FERRUM_KV_TRANSFER_BYTES: Final = "ferrum.kv_transfer.bytes"
+#: A process's part of a request (continue_request): its role, and how far its wall clock
+#: was from the sender's when its spans had to be placed on the sender's clock.
+FERRUM_SEGMENT_ROLE: Final = "ferrum.segment.role"
+FERRUM_CLOCK_OFFSET_MS: Final = "ferrum.clock.offset_ms"
+FERRUM_CARRIER_PROBLEM: Final = "ferrum.carrier.problem"
+HOST_NAME: Final = "host.name"
 #: A generate() call over several prompts is one request (instrumentation.transformers).
 FERRUM_REQUEST_BATCH_SIZE: Final = "ferrum.request.batch_size"
 FERRUM_REQUEST_NUM_BEAMS: Final = "ferrum.request.num_beams"
@@ -91,6 +102,9 @@ PHASE_QUEUE: Final = "queue"
 PHASE_PREFILL: Final = "prefill"
 PHASE_DECODE: Final = "decode"
 PHASES: Final = (PHASE_QUEUE, PHASE_PREFILL, PHASE_DECODE)
+#: Moving the KV cache from a prefill node to a decode node (disaggregated serving).
+PHASE_KV_TRANSFER: Final = "kv_transfer"
+ALL_PHASES: Final = (*PHASES, PHASE_KV_TRANSFER)
 
 
 def request_span_name(operation: str, model: str | None) -> str:
@@ -153,6 +167,13 @@ PREFILL_DURATION: Final = Instrument(
 )
 DECODE_DURATION: Final = Instrument(
     "ferrum.request.decode.duration", "histogram", "s", "Time a request spent in decode.", _DURATION_BUCKETS
+)
+KV_TRANSFER_DURATION: Final = Instrument(
+    "ferrum.request.kv_transfer.duration",
+    "histogram",
+    "s",
+    "Time a request's KV cache took to move between nodes.",
+    _DURATION_BUCKETS,
 )
 INTER_TOKEN_LATENCY: Final = Instrument(
     "ferrum.request.inter_token_latency",

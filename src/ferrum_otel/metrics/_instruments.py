@@ -164,6 +164,7 @@ class RequestInstruments(ObservableGroup):
         self.queue = make_instrument(meter, s.QUEUE_DURATION)
         self.prefill = make_instrument(meter, s.PREFILL_DURATION)
         self.decode = make_instrument(meter, s.DECODE_DURATION)
+        self.kv_transfer = make_instrument(meter, s.KV_TRANSFER_DURATION)
         self.itl = make_instrument(meter, s.INTER_TOKEN_LATENCY)
         self.energy = make_instrument(meter, s.REQUEST_ENERGY)
         self.requests = self._tally(s.REQUESTS_TOTAL)

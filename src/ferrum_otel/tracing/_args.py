@@ -36,7 +36,7 @@ __all__ = [
 
 #: token(n): more than this in one call is taken for a mistake (and keeps sums within int64).
 TOKENS_PER_CALL_MAX = 2**32
-PHASE_NAMES = frozenset(s.PHASES)
+PHASE_NAMES = frozenset(s.ALL_PHASES)
 
 
 def count(call: str, field: str, value: Any, *, minimum: int = 0, maximum: int = INT64_MAX) -> int | None:
@@ -93,7 +93,7 @@ def text(call: str, field: str, value: Any) -> str | None:
 def phase_name(call: str, name: Any) -> bool:
     if type(name) is str and name in PHASE_NAMES:
         return True
-    refuse(call, "name", name, f"is not a phase ({', '.join(s.PHASES)})")
+    refuse(call, "name", name, f"is not a phase ({', '.join(s.ALL_PHASES)})")
     return False
 
 

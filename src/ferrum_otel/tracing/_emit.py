@@ -43,6 +43,9 @@ class Phase(NamedTuple):
     avg_ms: float
     total_ms: float
     tokens: int
+    #: False for a phase another process measured (absorbed from its summary): it counts in
+    #: the request's figures; its span is that process's, under its segment.
+    local: bool = True
 
 
 class Outcome:
@@ -60,6 +63,7 @@ class Outcome:
         "status",
         "tpot_s",
         "ttft_s",
+        "unaccounted_ms",
     )
 
     def __init__(
@@ -76,6 +80,7 @@ class Outcome:
         input_known: bool = True,
         energy_j: float | None = None,
         energy_source: str | None = None,
+        unaccounted_ms: float | None = None,
     ) -> None:
         self.status = status
         self.finish_reason = finish_reason
@@ -89,6 +94,7 @@ class Outcome:
         self.input_known = input_known
         self.energy_j = energy_j  # None when unknown: never a guess
         self.energy_source = energy_source
+        self.unaccounted_ms = unaccounted_ms  # set when the request absorbed other processes' parts
 
 
 def start_attributes(
@@ -159,6 +165,8 @@ def _finish_attributes(m: RequestMetrics, outcome: Outcome, external_id: str | N
         attrs[s.FERRUM_TTFT_MS] = outcome.ttft_s * 1e3
     if outcome.tpot_s is not None:
         attrs[s.FERRUM_TPOT_MS] = outcome.tpot_s * 1e3
+    if outcome.unaccounted_ms is not None:
+        attrs[s.FERRUM_UNACCOUNTED_TIME_MS] = outcome.unaccounted_ms
     if outcome.energy_j is not None:
         attrs[s.FERRUM_REQUEST_ENERGY] = outcome.energy_j
         if m.output_tokens:
@@ -202,6 +210,8 @@ def emit(
     if phases:
         tracer = rt.tracer
         for phase in phases:
+            if not phase.local:
+                continue
             child = tracer.start_span(
                 phase.name,
                 context=parent,
@@ -252,10 +262,14 @@ def _record_metrics(
         ins.decode_tokens.add(m.output_tokens, attrs)
     if m.preemption_count:
         ins.preemptions.add(m.preemption_count, attrs)
+    by_phase = {
+        s.PHASE_QUEUE: ins.queue,
+        s.PHASE_PREFILL: ins.prefill,
+        s.PHASE_DECODE: ins.decode,
+        s.PHASE_KV_TRANSFER: ins.kv_transfer,
+    }
     for phase in phases:
-        name = phase.name
-        hist = ins.queue if name == s.PHASE_QUEUE else ins.prefill if name == s.PHASE_PREFILL else ins.decode
-        hist.record((phase.end_ns - phase.start_ns) / 1e9, attrs, context)
+        by_phase[phase.name].record(phase.total_ms / 1e3, attrs, context)
     if outcome.status == ERROR:
         ins.failed.add(1, attrs)
         return

@@ -6,6 +6,8 @@ same warning), so code that runs quietly here runs quietly with an SDK too.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .._log import refuse
 from ..schema import PhaseMetrics
 from . import _args
@@ -61,6 +63,16 @@ class NoopTracker:
     def mark_phase(self, name: str | None) -> None:
         if name is not None and (type(name) is not str or name not in PHASE_NAMES):
             _args.phase_name("mark_phase()", name)
+
+    def carrier(self) -> dict[str, str]:
+        return {}  # no span to continue: the other process starts its own (or nothing)
+
+    def absorb(self, summary: Any) -> None:
+        pass
+
+    @property
+    def energy(self) -> None:
+        return None
 
     def preempted(self) -> None:
         pass

@@ -73,6 +73,17 @@ def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
         return RequestId.new(), text
 
 
+class _Absorbed:
+    """The parts of a request other processes did (their summaries, added up)."""
+
+    __slots__ = ("phases", "preemptions", "tokens")
+
+    def __init__(self) -> None:
+        self.phases: list[tuple[str, int, int]] = []  # (name, ns on their clock, tokens)
+        self.tokens = 0
+        self.preemptions = 0
+
+
 class _PhaseScope:
     """``with req.phase("prefill"):`` records one interval of that phase."""
 
@@ -100,6 +111,7 @@ class RequestTracker:
     """Tracks one inference request; use it through ``ferrum_otel.request()`` or ``@instrument``."""
 
     __slots__ = (
+        "_absorbed",
         "_append",
         "_chunks",
         "_completion",
@@ -175,6 +187,7 @@ class RequestTracker:
         rt.instruments.active.add(1, self._metric_attrs)
         # What the energy meter reads the request's work from; None with energy off.
         self._work = None if rt.energy is None else rt.energy.begin(self, energy_devices)
+        self._absorbed: _Absorbed | None = None  # what other processes measured of it
 
     # ---- recording (hot path: a clock read and an append) ----------------------------
 
@@ -222,6 +235,36 @@ class RequestTracker:
     def preempted(self) -> None:
         """Mark that the scheduler preempted this request now."""
         self._preemptions.append(perf_counter_ns())
+
+    # ---- across processes --------------------------------------------------------------
+
+    def carrier(self) -> dict[str, str]:
+        """A small dict of strings for any IPC to carry: the W3C trace context and this
+        request's identity.  The other process continues it with ``continue_request()``."""
+        from ._segment import make_carrier
+
+        try:
+            return make_carrier(
+                self._span, str(self.request_id), self.model, None if self._open is None else self._open[0]
+            )
+        except Exception:  # noqa: BLE001
+            log_failure("making a request carrier")
+            return {}
+
+    def absorb(self, summary: Any) -> None:
+        """Fold another process's part (its ``seg.summary()``) into this request: its phase
+        durations and tokens count in this request's RequestMetrics and PhaseMetrics."""
+        from ._segment import read_summary
+
+        got = read_summary(summary)
+        if got is None or self._finished:
+            return
+        phases, tokens, preemptions, _rid = got
+        if self._absorbed is None:
+            self._absorbed = _Absorbed()
+        self._absorbed.phases.extend(phases)
+        self._absorbed.tokens += tokens
+        self._absorbed.preemptions += preemptions
 
     def set_output_tokens(self, n: int) -> None:
         """Set the output token count when it is known in total rather than token by token."""
@@ -351,8 +394,24 @@ class RequestTracker:
             phases.append(
                 Phase(name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens)
             )
+        absorbed = self._absorbed
+        if absorbed is not None:
+            end_wall0 = wall0 + (t_end - t0)
+            for name, dur, tokens in absorbed.phases:
+                if name == s.PHASE_PREFILL and first_prefill:
+                    tokens, first_prefill = self.input_tokens or 0, False
+                ops = max(tokens, 1) if name == s.PHASE_DECODE else 1
+                agg = totals.setdefault(name, [0, 0, 0])
+                agg[0] += ops
+                agg[1] += dur
+                agg[2] += tokens
+                # Counted, not drawn: its span is the other process's, under its segment.
+                phases.append(Phase(name, end_wall0, end_wall0, ops, dur / ops / 1e6, dur / 1e6, tokens, False))
+            if n_out == 0 and self._output_tokens is None:
+                n_out = absorbed.tokens  # the workers produced them; this process marked none
         self._phase_totals = totals
         queue, prefill, decode = (totals.get(n) for n in s.PHASES)
+        unaccounted_ms = max(0, (t_end - t0) - sum(agg[1] for agg in totals.values())) / 1e6
 
         end_wall = wall0 + (t_end - t0)
         self.metrics = metrics = _request_metrics(
@@ -367,8 +426,8 @@ class RequestTracker:
             _ms(decode[1]) if decode else 0,
             self.input_tokens or 0,
             n_out,
-            bool(self._preemptions),
-            min(len(self._preemptions), 2**32 - 1),
+            bool(self._preemptions) or bool(absorbed and absorbed.preemptions),
+            min(len(self._preemptions) + (absorbed.preemptions if absorbed else 0), 2**32 - 1),
         )
 
         ttft_s = tpot_s = None
@@ -417,6 +476,7 @@ class RequestTracker:
                 tpot_s=tpot_s,
                 itl_ms=itl,
                 input_known=input_known,
+                unaccounted_ms=unaccounted_ms,
                 energy_j=energy,
                 energy_source=None if energy is None else energy_meter.source_of(work),
             )
