@@ -299,3 +299,14 @@ def test_demo_behaves_like_an_engine(tmp_path):
 
     assert mean_batch(many.stdout) > 3 * mean_batch(few.stdout)
     assert "clients (--concurrency 2) 100%" in few.stdout
+
+
+def test_demo_across_processes(tmp_path):
+    """--processes: five real processes, each request one trace with no orphan span, read back from every file."""
+    out = _cli("demo", "--processes", "--requests", "12", "--concurrency", "3", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "12 requests, 12 traces," in out.stdout and "from 5 processes, 0 orphans" in out.stdout
+    for lane in ("tokenizer-0", "tokenizer-1", "prefill-worker", "decode-worker"):
+        assert lane in out.stdout
+    assert "nothing lost" in out.stdout
+    assert len(list((tmp_path / "ferrum-otel-telemetry").glob("traces-*.jsonl"))) == 5  # one per process

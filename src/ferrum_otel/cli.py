@@ -57,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also serve the metrics for Prometheus to scrape, exemplars included (127.0.0.1:9464)",
     )
     demo.add_argument(
+        "--processes",
+        action="store_true",
+        help="run the request across five processes: a frontend, two tokenizer workers, a prefill and a decode worker",
+    )
+    demo.add_argument(
         "--linger",
         type=float,
         default=0.0,
@@ -89,6 +94,12 @@ def main(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "demo" and args.processes:
+            from ._demo.processes import run_process_demo
+
+            return run_process_demo(
+                args.requests, args.concurrency, args.seed, args.endpoint, args.output, out, sys.stderr
+            )
         if args.command == "demo":
             from ._demo import run_demo
 

@@ -56,6 +56,15 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 _wall_ns = time_ns
 
 
+_HOST: list[str] = []
+
+
+def _host() -> str:
+    if not _HOST:  # once per process: it does not change under a running worker
+        _HOST.append(socket.gethostname())
+    return _HOST[0]
+
+
 def make_carrier(span: Any, request_id: str, model: str | None, phase: str | None) -> dict[str, str]:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=set_span_in_context(span))
@@ -146,7 +155,7 @@ class Segment:
             attrs: dict[str, Any] = {
                 s.FERRUM_SEGMENT_ROLE: role,
                 s.PROCESS_PID: os.getpid(),
-                s.HOST_NAME: socket.gethostname(),
+                s.HOST_NAME: _host(),
             }
             if self.request_id:
                 attrs[s.FERRUM_REQUEST_ID] = self.request_id
