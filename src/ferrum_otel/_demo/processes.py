@@ -181,7 +181,7 @@ def _report(
 
 def _trace_check(folder: Path, request_ids: set[str], since: float) -> str:
     """Every process's trace file of this run read back: one trace per request, no orphan."""
-    spans = []
+    spans: list[dict[str, Any]] = []
     for path in sorted(folder.glob("traces-*.jsonl")):
         if path.stat().st_mtime < since - 1:
             continue  # an earlier run's
