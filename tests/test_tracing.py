@@ -244,7 +244,9 @@ def test_user_spans_nest_and_current_request(cap):
 
 def test_bad_arguments_are_clear_errors_in_strict_mode(cap):
     """In strict mode (capture's default) misuse of the API raises, saying what was wrong."""
-    with pytest.raises(InvalidArgument, match=r"phase\(\): name='warmup' is not a phase \(queue, prefill, decode\)"):
+    with pytest.raises(
+        InvalidArgument, match=r"phase\(\): name='warmup' is not a phase \(queue, prefill, decode, kv_transfer\)"
+    ):
         ferrum_otel.request(model=MODEL).phase("warmup")
     with pytest.raises(InvalidArgument, match=r"input_tokens=-3 is outside 0\.\.9223372036854775807"):
         ferrum_otel.request(model=MODEL, input_tokens=-3)

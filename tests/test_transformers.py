@@ -80,8 +80,16 @@ class NoEos(LogitsProcessor):
     def __init__(self, prompt_len: int, eos_at: dict[int, int] | None = None) -> None:
         self.prompt_len = prompt_len
         self.eos_at = eos_at or {}
+        self.started = time.perf_counter()
+        self.first: float | None = None  # an independent timing: the prefill's logits are there
+
+    def ttft_ms(self) -> float:
+        assert self.first is not None
+        return (self.first - self.started) * 1e3
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.first is None:
+            self.first = time.perf_counter()
         step = input_ids.shape[1] - self.prompt_len
         scores[:, EOS] = -float("inf")
         for row, at in self.eos_at.items():
@@ -131,6 +139,14 @@ def _request_span(cap, name: str):  # noqa: ANN001, ANN202
     return span
 
 
+def _ttft_agrees(span, clock: NoEos) -> None:  # noqa: ANN001
+    """Ours starts inside the wrapper (after the test's clock started) and ends at the first
+    step's stopping check (just after the first logits, when the test's clock stops): so it is
+    at most a token selection longer, and at most the wrapper's preparation shorter."""
+    ours, theirs = span.attributes[s.FERRUM_TTFT_MS], clock.ttft_ms()
+    assert theirs - 5.0 <= ours <= theirs + 1.5, (ours, theirs)
+
+
 @pytest.mark.parametrize("make", [tiny_llama, tiny_gpt2], ids=["llama", "gpt2"])
 def test_greedy_generate_makes_one_request_with_its_phases_tokens_and_ttft(instrumented, make):
     model = make()
@@ -155,6 +171,7 @@ def test_greedy_generate_makes_one_request_with_its_phases_tokens_and_ttft(instr
 
 def test_sampling_records_its_parameters(instrumented):
     model = tiny_llama()
+    clock = NoEos(6)
     model.generate(
         torch.randint(2, EOS, (1, 6)),
         max_new_tokens=5,
@@ -162,9 +179,11 @@ def test_sampling_records_its_parameters(instrumented):
         temperature=0.7,
         top_k=20,
         top_p=0.9,
-        logits_processor=LogitsProcessorList([NoEos(6)]),
+        logits_processor=LogitsProcessorList([clock]),
     )
-    a = _request_span(instrumented, "text_completion llama").attributes
+    span = _request_span(instrumented, "text_completion llama")
+    _ttft_agrees(span, clock)
+    a = span.attributes
     assert a[s.GEN_AI_REQUEST_TEMPERATURE] == pytest.approx(0.7)
     assert a[s.GEN_AI_REQUEST_TOP_K] == 20 and a[s.GEN_AI_REQUEST_TOP_P] == pytest.approx(0.9)
     assert a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 5
@@ -172,14 +191,17 @@ def test_sampling_records_its_parameters(instrumented):
 
 def test_beam_search_counts_the_returned_sequence(instrumented):
     model = tiny_gpt2()
+    clock = NoEos(8)
     out = model.generate(
         torch.randint(2, EOS, (1, 8)),
         max_new_tokens=7,
         num_beams=3,
         do_sample=False,
-        logits_processor=LogitsProcessorList([NoEos(8)]),
+        logits_processor=LogitsProcessorList([clock]),
     )
-    a = _request_span(instrumented, "text_completion gpt2").attributes
+    span = _request_span(instrumented, "text_completion gpt2")
+    _ttft_agrees(span, clock)
+    a = span.attributes
     assert a[s.FERRUM_REQUEST_NUM_BEAMS] == 3
     assert a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == out.shape[1] - 8 == 7
 
@@ -190,16 +212,15 @@ def test_a_batch_is_one_request_and_a_sequence_that_ended_early_stops_counting(i
     width = max(map(len, prompts))
     ids = torch.tensor([[0] * (width - len(p)) + p for p in prompts])  # left padding
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    clock = NoEos(width, eos_at={1: 2})  # row 1: two tokens, then EOS
     out = model.generate(
-        ids,
-        attention_mask=mask,
-        max_new_tokens=6,
-        do_sample=False,
-        logits_processor=LogitsProcessorList([NoEos(width, eos_at={1: 2})]),  # row 1: two tokens, then EOS
+        ids, attention_mask=mask, max_new_tokens=6, do_sample=False, logits_processor=LogitsProcessorList([clock])
     )
     new = out[:, width:].tolist()
     assert new[1][2] == EOS and EOS not in new[0] + new[2]
-    a = _request_span(instrumented, "text_completion llama").attributes
+    span = _request_span(instrumented, "text_completion llama")
+    _ttft_agrees(span, clock)
+    a = span.attributes
     assert a[s.FERRUM_REQUEST_BATCH_SIZE] == 3
     assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 12  # padding left out
     assert a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 6 + 3 + 6  # row 1 counts up to and including its EOS
@@ -209,9 +230,13 @@ def test_a_pipeline_call_is_traced(instrumented):
     from transformers import pipeline
 
     pipe = pipeline("text-generation", model=tiny_llama(), tokenizer=tokenizer(), device="cpu")
-    result = pipe("w3 w4 w5 w6", max_new_tokens=4, do_sample=False, logits_processor=LogitsProcessorList([NoEos(4)]))
+    clock = NoEos(4)
+    result = pipe("w3 w4 w5 w6", max_new_tokens=4, do_sample=False, logits_processor=LogitsProcessorList([clock]))
     assert result[0]["generated_text"]
-    a = _request_span(instrumented, "text_completion llama").attributes
+    span = _request_span(instrumented, "text_completion llama")
+    # The pipeline tokenizes before it calls generate(): ours starts there, the test's clock before.
+    assert 0 < span.attributes[s.FERRUM_TTFT_MS] <= clock.ttft_ms() + 1.5
+    a = span.attributes
     assert a[s.GEN_AI_USAGE_INPUT_TOKENS] == 4 and a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 4
 
 
@@ -222,6 +247,7 @@ def test_a_text_iterator_streamer_in_a_thread(instrumented):
     model = tiny_llama()
     streamer = TextIteratorStreamer(tok, skip_prompt=True)
     ids = tok("w3 w4 w5", return_tensors="pt")["input_ids"]
+    clock = NoEos(3)
     worker = threading.Thread(
         target=model.generate,
         kwargs={
@@ -229,14 +255,16 @@ def test_a_text_iterator_streamer_in_a_thread(instrumented):
             "max_new_tokens": 6,
             "do_sample": False,
             "streamer": streamer,
-            "logits_processor": LogitsProcessorList([NoEos(3)]),
+            "logits_processor": LogitsProcessorList([clock]),
         },
     )
     worker.start()
     text = "".join(streamer)
     worker.join()
     assert len(text.split()) == 6
-    a = _request_span(instrumented, "text_completion llama").attributes
+    span = _request_span(instrumented, "text_completion llama")
+    _ttft_agrees(span, clock)
+    a = span.attributes
     assert a[s.GEN_AI_USAGE_OUTPUT_TOKENS] == 6 and a[s.GEN_AI_USAGE_INPUT_TOKENS] == 3
 
 

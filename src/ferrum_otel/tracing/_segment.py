@@ -121,7 +121,8 @@ class Segment:
     def __init__(self, rt: Runtime | None, carrier: Any, role: str) -> None:
         self._rt = rt
         self.role = role
-        self._t0 = perf_counter_ns()
+        # Read together: the wall time places what the monotonic clock measures.
+        received, self._t0 = _wall_ns(), perf_counter_ns()
         self._phases: list[tuple[str, int, int]] = []
         self._open: tuple[str, int] | None = None
         self._times = array("q")
@@ -142,7 +143,6 @@ class Segment:
                 role,
                 problem,
             )
-        received = _wall_ns()
         self._wall0, self.clock_offset_ms = received, None
         sent = fields.get(KEY_SENT_AT, "")
         if context is not None and sent.isdigit():
