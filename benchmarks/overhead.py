@@ -192,6 +192,7 @@ def make_floor(tracer, ins):  # noqa: ANN001, ANN201
                 "ferrum.request.inter_token_latency.p90_ms": gaps[int(len(gaps) * 0.9)] / 1e6,
                 "ferrum.request.inter_token_latency.p99_ms": gaps[int(len(gaps) * 0.99)] / 1e6,
                 "ferrum.request.inter_token_latency.max_ms": gaps[-1] / 1e6,
+                "ferrum.request.unaccounted_time_ms": (t_end - t0 - (t_end - marks[0])) / 1e6,
             }
         )
         span.add_event(s.EVENT_FIRST_TOKEN, timestamp=wall0 + times[0] - t0)
