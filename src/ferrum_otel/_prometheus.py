@@ -33,6 +33,10 @@ def exemplar_reader() -> Any:
     except ImportError as e:  # pragma: no cover - a future exporter that moved its internals
         logger.warning("ferrum-otel: the Prometheus endpoint serves no exemplars (%s)", e)
         return PrometheusMetricReader()
+    needed = ("_translate_metric", "_collect_data_points", "_resolve_metric_name")
+    if not all(hasattr(_CustomCollector, name) for name in needed):  # pragma: no cover - another exporter
+        logger.warning("ferrum-otel: the Prometheus endpoint serves no exemplars (this exporter cannot be extended)")
+        return PrometheusMetricReader()
 
     class ExemplarCollector(_CustomCollector):
         def _translate_metric(
