@@ -8,14 +8,11 @@ and hands everything to the emitter in one go.
 from __future__ import annotations
 
 import asyncio
-import math
 import uuid
 from array import array
-from bisect import bisect_right
 from collections.abc import Callable
 from contextvars import Token
-from itertools import islice
-from operator import itemgetter, sub
+from operator import itemgetter
 from time import perf_counter_ns, time_ns
 from typing import Any
 
@@ -33,12 +30,13 @@ except ImportError:  # pragma: no cover
 from .. import semconv as s
 from .._log import log_failure, refuse
 from .._runtime import Runtime
-from ..schema import ClientId, ModelId, PhaseMetrics, RequestId, RequestMetrics, SchemaError, Timestamp
+from ..schema import ClientId, PhaseMetrics, RequestId, RequestMetrics, SchemaError, Timestamp
 from ..schema._types import trusted_factory
 from . import _args
 from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
 from ._deferred import DEFER_AT, submit
-from ._emit import CANCELLED, ERROR, OK, Outcome, Phase, RequestStatus, emit, start_attributes, start_request_span
+from ._emit import CANCELLED, ERROR, OK, Outcome, RequestStatus, emit, start_attributes, start_request_span
+from ._figures import Absorbed, error_type_of, itl_stats, messages, model_id, ms, phase_figures
 from ._noop import NOOP_PHASE, _NoopPhase
 
 __all__ = ["CANCELLATION", "CURRENT_KEY", "RequestTracker"]
@@ -55,10 +53,6 @@ _start_of = itemgetter(1)
 _phase_metrics = trusted_factory(PhaseMetrics)
 
 
-def _ms(ns: int) -> int:
-    return (ns + 500_000) // 1_000_000
-
-
 def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
     """A UUID (or its text) becomes the RequestId; any other id is kept as an attribute and a
     UUID is made for the schema object, as the engine's RequestId is a UUID on the wire."""
@@ -71,17 +65,6 @@ def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
         return RequestId.parse(text), None
     except SchemaError:
         return RequestId.new(), text
-
-
-class _Absorbed:
-    """The parts of a request other processes did (their summaries, added up)."""
-
-    __slots__ = ("phases", "preemptions", "tokens")
-
-    def __init__(self) -> None:
-        self.phases: list[tuple[str, int, int]] = []  # (name, ns on their clock, tokens)
-        self.tokens = 0
-        self.preemptions = 0
 
 
 class _PhaseScope:
@@ -181,13 +164,13 @@ class RequestTracker:
         self._t0 = perf_counter_ns()
         attrs = start_attributes(operation, provider, model, params, attributes)
         if prompt is not None and rt.capture_content:
-            attrs[s.GEN_AI_INPUT_MESSAGES] = _messages("user", prompt)
+            attrs[s.GEN_AI_INPUT_MESSAGES] = messages("user", prompt)
         self._span = start_request_span(rt, operation, model, self._wall0, attrs, context, kind)
         self._metric_attrs = rt.metric_attributes(model, operation, provider)
         rt.instruments.active.add(1, self._metric_attrs)
         # What the energy meter reads the request's work from; None with energy off.
         self._work = None if rt.energy is None else rt.energy.begin(self, energy_devices)
-        self._absorbed: _Absorbed | None = None  # what other processes measured of it
+        self._absorbed: Absorbed | None = None  # what other processes measured of it
 
     # ---- recording (hot path: a clock read and an append) ----------------------------
 
@@ -261,7 +244,7 @@ class RequestTracker:
             return
         phases, tokens, preemptions, _rid = got
         if self._absorbed is None:
-            self._absorbed = _Absorbed()
+            self._absorbed = Absorbed()
         self._absorbed.phases.extend(phases)
         self._absorbed.tokens += tokens
         self._absorbed.preemptions += preemptions
@@ -370,45 +353,12 @@ class RequestTracker:
             n_out = len(times) + (sum(chunks.values()) - len(chunks) if chunks else 0)
         intervals = self._complete_phases() if (times or len(self._phases) > 1) else self._phases
 
-        totals: dict[str, list[int]] = {}
-        first_prefill = True
-        phases = []
-        for name, start, end in intervals:
-            if name == s.PHASE_DECODE:
-                tokens = self._tokens_between(start, end)
-                ops = tokens if self._chunks is None else bisect_right(times, end) - bisect_right(times, start)
-                ops = ops or 1
-            elif name == s.PHASE_PREFILL:
-                ops, tokens = 1, (self.input_tokens or 0) if first_prefill else 0
-                first_prefill = False
-            else:
-                ops, tokens = 1, 0
-            dur = end - start
-            agg = totals.get(name)
-            if agg is None:
-                totals[name] = [ops, dur, tokens]
-            else:
-                agg[0] += ops
-                agg[1] += dur
-                agg[2] += tokens
-            phases.append(
-                Phase(name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens)
-            )
+        phases, totals = phase_figures(
+            intervals, times, self._chunks, self.input_tokens, self._absorbed, t0, wall0, t_end
+        )
         absorbed = self._absorbed
-        if absorbed is not None:
-            end_wall0 = wall0 + (t_end - t0)
-            for name, dur, tokens in absorbed.phases:
-                if name == s.PHASE_PREFILL and first_prefill:
-                    tokens, first_prefill = self.input_tokens or 0, False
-                ops = max(tokens, 1) if name == s.PHASE_DECODE else 1
-                agg = totals.setdefault(name, [0, 0, 0])
-                agg[0] += ops
-                agg[1] += dur
-                agg[2] += tokens
-                # Counted, not drawn: its span is the other process's, under its segment.
-                phases.append(Phase(name, end_wall0, end_wall0, ops, dur / ops / 1e6, dur / 1e6, tokens, False))
-            if n_out == 0 and self._output_tokens is None:
-                n_out = absorbed.tokens  # the workers produced them; this process marked none
+        if absorbed is not None and n_out == 0 and self._output_tokens is None:
+            n_out = absorbed.tokens  # the workers produced them; this process marked none
         self._phase_totals = totals
         queue, prefill, decode = (totals.get(n) for n in s.PHASES)
         unaccounted_ms = max(0, (t_end - t0) - sum(agg[1] for agg in totals.values())) / 1e6
@@ -417,13 +367,13 @@ class RequestTracker:
         self.metrics = metrics = _request_metrics(
             self.request_id,
             None if self.client_id is None else ClientId(self.client_id),
-            _model_id(self.model),
+            model_id(self.model),
             Timestamp.from_unix_nanos(wall0),
             Timestamp.from_unix_nanos(end_wall),
-            _ms(t_end - t0),
-            _ms(queue[1]) if queue else 0,
-            _ms(prefill[1]) if prefill else 0,
-            _ms(decode[1]) if decode else 0,
+            ms(t_end - t0),
+            ms(queue[1]) if queue else 0,
+            ms(prefill[1]) if prefill else 0,
+            ms(decode[1]) if decode else 0,
             self.input_tokens or 0,
             n_out,
             bool(self._preemptions) or bool(absorbed and absorbed.preemptions),
@@ -444,14 +394,14 @@ class RequestTracker:
         error_type = error_message = None
         if status == ERROR:
             if isinstance(exc, BaseException):
-                error_type = _error_type(exc)
+                error_type = error_type_of(exc)
                 error_message = f"{type(exc).__name__}: {exc}"
                 span.record_exception(exc, timestamp=end_wall)
             else:
                 error_type, error_message = "_OTHER", (exc or None)
         extra = None
         if rt.capture_content and self._completion is not None:
-            extra = {s.GEN_AI_OUTPUT_MESSAGES: _messages("assistant", "".join(self._completion), reason)}
+            extra = {s.GEN_AI_OUTPUT_MESSAGES: messages("assistant", "".join(self._completion), reason)}
         chunks, model, operation, provider, external_id = (
             self._chunks,
             self.model,
@@ -465,7 +415,7 @@ class RequestTracker:
         work, energy_meter = self._work, rt.energy
 
         def finish_emission(energy: float | None = None) -> None:
-            itl = _itl_stats(times, chunks) if timed and len(times) >= 2 else None
+            itl = itl_stats(times, chunks) if timed and len(times) >= 2 else None
             outcome = Outcome(
                 status,
                 reason,
@@ -530,15 +480,6 @@ class RequestTracker:
         intervals.sort(key=_start_of)
         return intervals
 
-    def _tokens_between(self, start: int, end: int) -> int:
-        """Output tokens marked within (start, end]: a token marked at the very start of a
-        decode interval is the one the prefill produced (token times are in order)."""
-        lo, hi = bisect_right(self._times, start), bisect_right(self._times, end)
-        chunks = self._chunks
-        if not chunks:
-            return hi - lo
-        return sum(chunks.get(i, 1) for i in range(lo, hi))
-
     # ---- context management ------------------------------------------------------
 
     def _enter_context(self) -> Token[Context]:
@@ -597,56 +538,3 @@ class RequestTracker:
     def __repr__(self) -> str:
         state = "finished" if self._finished else "running"
         return f"<RequestTracker {self.request_id} model={self.model!r} {state} tokens={self.output_tokens}>"
-
-
-_model_ids: dict[str | None, ModelId] = {}
-
-
-def _model_id(model: str | None) -> ModelId:
-    """The ModelId for a model name, made once per name (there are few)."""
-    mid = _model_ids.get(model)
-    if mid is None:
-        mid = ModelId(model or "")
-        if len(_model_ids) < 1024:
-            _model_ids[model] = mid
-    return mid
-
-
-def _itl_stats(times: array[int], chunks: dict[int, int] | None) -> tuple[float, float, float, float, float]:
-    """Mean, p50, p90, p99 and max of the gaps between successive tokens, in ms (a chunk of
-    n tokens spreads its gap over them)."""
-    values = times.tolist()  # plain ints once: indexing an array boxes a new int per read
-    if chunks:
-        gaps = [(values[i] - values[i - 1]) / chunks.get(i, 1) for i in range(1, len(values))]
-    else:
-        gaps = list(map(sub, islice(values, 1, None), values))  # C-level loops: ~3x a comprehension
-    gaps.sort()
-    n = len(gaps)
-    # Nearest rank: the smallest gap with at least q of the gaps at or below it.
-    return (
-        sum(gaps) / n / 1e6,
-        gaps[_rank(0.5, n)] / 1e6,
-        gaps[_rank(0.9, n)] / 1e6,
-        gaps[_rank(0.99, n)] / 1e6,
-        gaps[-1] / 1e6,
-    )
-
-
-def _rank(q: float, n: int) -> int:
-    """Index of the q-th percentile by nearest rank in n sorted values."""
-    return max(0, math.ceil(q * n - 1e-9) - 1)
-
-
-def _error_type(exc: BaseException) -> str:
-    cls = type(exc)
-    module = cls.__module__
-    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
-
-
-def _messages(role: str, text: str, finish_reason: str | None = None) -> str:
-    import json
-
-    message: dict[str, Any] = {"role": role, "parts": [{"type": "text", "content": text}]}
-    if finish_reason is not None:
-        message["finish_reason"] = finish_reason
-    return json.dumps([message], ensure_ascii=False)
