@@ -373,3 +373,22 @@ def test_a_lost_gpu_leaves_the_requests_on_it_unknown_and_the_others_measured():
         assert zero.attributes[s.FERRUM_REQUEST_ENERGY] == pytest.approx(300.0 * took, rel=0.03)
         (span,) = cap.spans("text_completion both")
         assert s.FERRUM_REQUEST_ENERGY not in span.attributes
+
+
+def test_a_request_settled_before_its_callback_is_set_is_still_emitted():
+    """The settler may report a request between its finish() and when_known(): the callback,
+    set late, still runs (once)."""
+    from ferrum_otel.energy._meter import EnergyMeter
+
+    calls: list[float | None] = []
+    meter = EnergyMeter.__new__(EnergyMeter)  # only the callback bookkeeping is exercised
+    meter._stop = threading.Event()
+    meter._call_lock = threading.Lock()
+    work = _work(0, 10, 2, [2, 5], 4, ("g",))
+    work.reported = True
+    work.shares["g"] = 3.0
+    meter._call(work, work.energy)  # the settler's call: nothing to call yet
+    meter.when_known(work, calls.append)
+    assert calls == [3.0]  # emitted by when_known itself, not left waiting for a settler
+    meter._call(work, work.energy)  # a late second call does nothing
+    assert calls == [3.0]

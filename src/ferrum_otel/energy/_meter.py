@@ -136,6 +136,9 @@ class EnergyMeter:
         work.on_known = callback
         if self._stop.is_set():
             self._call(work, None)
+        elif work.reported:
+            # Settled between finish() and here: the settler found no callback to call yet.
+            self._call(work, work.energy)
 
     # ---- settling (our thread) ----------------------------------------------------------
 
