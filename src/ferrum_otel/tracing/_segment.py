@@ -37,6 +37,7 @@ from .._log import log_failure, refuse, warn_once
 from .._runtime import Runtime, active
 from . import _args
 from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
+from ._phasing import PhaseMarks
 
 __all__ = ["SUMMARY_VERSION", "Segment", "continue_request", "make_carrier", "read_summary"]
 
@@ -95,27 +96,7 @@ def _read_carrier(carrier: Any) -> tuple[Context | None, dict[str, str], str | N
     return context, fields, None
 
 
-class _Phase:
-    __slots__ = ("_name", "_segment", "_start")
-
-    def __init__(self, segment: Segment, name: str) -> None:
-        self._segment, self._name = segment, name
-
-    def __enter__(self) -> _Phase:
-        self._start = perf_counter_ns()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._segment._phases.append((self._name, self._start, perf_counter_ns()))
-
-    async def __aenter__(self) -> _Phase:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.__exit__(*exc)
-
-
-class Segment:
+class Segment(PhaseMarks):
     """This process's part of a request: use it through ``continue_request()``."""
 
     def __init__(self, rt: Runtime | None, carrier: Any, role: str) -> None:
@@ -184,23 +165,6 @@ class Segment:
             return
         self._times.append(perf_counter_ns())
         self._tokens += n
-
-    def phase(self, name: str) -> Any:
-        if type(name) is not str or name not in PHASE_NAMES:
-            _args.phase_name("phase()", name)
-            from ._noop import NOOP_PHASE
-
-            return NOOP_PHASE
-        return _Phase(self, name)
-
-    def mark_phase(self, name: str | None) -> None:
-        if name is not None and (type(name) is not str or name not in PHASE_NAMES):
-            _args.phase_name("mark_phase()", name)
-            return
-        now = perf_counter_ns()
-        if self._open is not None:
-            self._phases.append((self._open[0], self._open[1], now))
-        self._open = None if name is None else (name, now)
 
     def preempted(self) -> None:
         self._preemptions += 1

@@ -33,11 +33,11 @@ from .._runtime import Runtime
 from ..schema import ClientId, PhaseMetrics, RequestId, RequestMetrics, SchemaError, Timestamp
 from ..schema._types import trusted_factory
 from . import _args
-from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
+from ._args import TOKENS_PER_CALL_MAX
 from ._deferred import DEFER_AT, submit
 from ._emit import CANCELLED, ERROR, OK, Outcome, RequestStatus, emit, start_attributes, start_request_span
 from ._figures import Absorbed, error_type_of, itl_stats, messages, model_id, ms, phase_figures
-from ._noop import NOOP_PHASE, _NoopPhase
+from ._phasing import PhaseMarks
 
 __all__ = ["CANCELLATION", "CURRENT_KEY", "RequestTracker"]
 
@@ -67,30 +67,7 @@ def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
         return RequestId.new(), text
 
 
-class _PhaseScope:
-    """``with req.phase("prefill"):`` records one interval of that phase."""
-
-    __slots__ = ("_name", "_start", "_tracker")
-
-    def __init__(self, tracker: RequestTracker, name: str) -> None:
-        self._tracker = tracker
-        self._name = name
-
-    def __enter__(self) -> _PhaseScope:
-        self._start = perf_counter_ns()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._tracker._phases.append((self._name, self._start, perf_counter_ns()))
-
-    async def __aenter__(self) -> _PhaseScope:
-        return self.__enter__()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.__exit__(*exc)
-
-
-class RequestTracker:
+class RequestTracker(PhaseMarks):
     """Tracks one inference request; use it through ``ferrum_otel.request()`` or ``@instrument``."""
 
     __slots__ = (
@@ -197,23 +174,6 @@ class RequestTracker:
         if self._chunks is None:
             self._chunks = {}
         self._chunks[len(self._times) - 1] = n
-
-    def phase(self, name: str) -> _PhaseScope | _NoopPhase:
-        """A context manager recording one interval of ``queue``, ``prefill`` or ``decode``."""
-        if type(name) is not str or name not in PHASE_NAMES:
-            _args.phase_name("phase()", name)
-            return NOOP_PHASE
-        return _PhaseScope(self, name)
-
-    def mark_phase(self, name: str | None) -> None:
-        """Enter phase ``name`` now, ending the one marked before (``None`` just ends it)."""
-        if name is not None and (type(name) is not str or name not in PHASE_NAMES):
-            _args.phase_name("mark_phase()", name)
-            return
-        now = perf_counter_ns()
-        if self._open is not None:
-            self._phases.append((self._open[0], self._open[1], now))
-        self._open = None if name is None else (name, now)
 
     def preempted(self) -> None:
         """Mark that the scheduler preempted this request now."""
