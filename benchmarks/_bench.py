@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def per_call_ns(fn: Callable[[], object], *, number: int, repeat: int = 7) -> float:
@@ -32,3 +33,24 @@ def compare(fns: dict[str, Callable[[], object]], *, number: int, rounds: int = 
         for name, fn in fns.items():
             best[name] = min(best[name], per_call_ns(fn, number=number, repeat=1))
     return best
+
+
+def configure_dropping(**options: Any) -> Any:
+    """ferrum-otel on an SDK that does all the work and keeps nothing: a simple (synchronous,
+    so no export thread adds noise) span processor with an exporter that drops every span,
+    and an in-memory metric reader.  ``options`` go to ``configure()``."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+    import ferrum_otel
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(Drop()))
+    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    return ferrum_otel.configure(tracer_provider=tp, meter_provider=mp, set_global=False, **options)

@@ -15,26 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench import compare  # noqa: E402
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from overhead import DropExporter, ours  # noqa: E402
+from _bench import compare, configure_dropping  # noqa: E402
+from overhead import ours  # noqa: E402
 
 import ferrum_otel  # noqa: E402
 
 
 def main() -> int:
-    tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(DropExporter()))
-    telemetry = ferrum_otel.configure(
-        tracer_provider=tp,
-        meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
-        set_global=False,
-        gpu=False,
-        memory=False,
-    )
+    telemetry = configure_dropping(gpu=False, memory=False)
     req = ferrum_otel.request(model="m", input_tokens=32)
     carrier = req.carrier()
 

@@ -20,13 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from overhead import DropExporter, ours  # noqa: E402
+from _bench import configure_dropping  # noqa: E402
+from overhead import ours  # noqa: E402
 
-import ferrum_otel  # noqa: E402
 from ferrum_otel.testing import fake_gpus  # noqa: E402
 
 REQUESTS = 400
@@ -51,11 +47,8 @@ def batch(rt, meter, with_energy: bool) -> float:  # noqa: ANN001
 
 
 def main() -> int:
-    tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(DropExporter()))  # synchronous: no export thread adds noise
-    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
     with fake_gpus(power_w=300.0):
-        telemetry = ferrum_otel.configure(tracer_provider=tp, meter_provider=mp, set_global=False, energy=True)
+        telemetry = configure_dropping(energy=True)
         rt = telemetry.runtime
         meter = rt.energy if rt is not None else None
         if rt is None or meter is None:

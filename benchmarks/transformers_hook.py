@@ -18,15 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _bench import per_call_ns  # noqa: E402
-from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from overhead import DropExporter  # noqa: E402
+from _bench import configure_dropping, per_call_ns  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-import ferrum_otel  # noqa: E402
 from ferrum_otel.instrumentation.transformers import TransformersInstrumentor, _criterion_type  # noqa: E402
 
 TOKENS = 64
@@ -52,15 +46,7 @@ def main() -> int:
         with torch.inference_mode():
             model.generate(prompt, max_new_tokens=TOKENS, min_new_tokens=TOKENS, do_sample=False, pad_token_id=0)
 
-    tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(DropExporter()))
-    telemetry = ferrum_otel.configure(
-        tracer_provider=tp,
-        meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
-        set_global=False,
-        gpu=False,
-        memory=False,
-    )
+    telemetry = configure_dropping(gpu=False, memory=False)
     instrumentor = TransformersInstrumentor()
     call()  # warm up
     best = {False: float("inf"), True: float("inf")}

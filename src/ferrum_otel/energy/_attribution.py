@@ -281,14 +281,16 @@ class Attributor:
         # each request's work as spread evenly over the part of the interval it was in flight.
         # The interval is cut where requests begin and end; each piece's energy (in proportion
         # to its length) is split among the requests in flight in it by their rate of work.
-        rates, fallback = [], []
+        rates, presence = [], []
         for w in there:
             wt = w.weight(a, b, now, force)
             if wt is None:
                 return False  # a running prefill: its share of this interval is not known yet
             present = _overlap(w.start, _end(w, now), a, b) or 1
             rates.append(wt / present)
-            fallback.append(w.busy(a, b, now) / present)
+            presence.append(present)
+        # The by-time fallback matters only where someone in flight processed no token.
+        fallback = [0.0] * len(there) if all(rates) else [w.busy(a, b, now) / p for w, p in zip(there, presence)]
         # A sweep over the cuts: between two cuts the set in flight is fixed, so each piece
         # contributes piece_energy / total_rate per unit of rate to everyone in flight; the
         # prefix sums of that (one for work rates, one for the by-time fallback) give each
