@@ -41,8 +41,10 @@ from ._phasing import PhaseMarks
 
 __all__ = ["SUMMARY_VERSION", "Segment", "continue_request", "make_carrier", "read_summary"]
 
-#: A worker wall clock further than this from the sender's is taken to be skewed.
-SKEW_TOLERANCE_S = 0.25
+#: A carrier received later than this after it was sent is taken to come from a skewed
+#: clock, not from a queue: a wait up to here shows as a wait; beyond it the two cannot be
+#: told apart, and the spans are placed from the send time (durations stay exact either way).
+SKEW_TOLERANCE_S = 1.0
 SUMMARY_VERSION = 1
 #: The carrier's keys besides W3C's: lower case, so that HTTP headers keep them as they are.
 KEY_REQUEST_ID = "ferrum-request-id"
