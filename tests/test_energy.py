@@ -395,3 +395,24 @@ def test_a_request_settled_before_its_callback_is_set_is_still_emitted():
     assert calls == [3.0]  # emitted by when_known itself, not left waiting for a settler
     meter._call(work, work.energy)  # a late second call does nothing
     assert calls == [3.0]
+
+
+def test_a_non_finite_reading_is_no_reading():
+    """A binding that answers inf or NaN (real NVML answers whole numbers; a broken one might
+    not): the reading is skipped, so no interval, share or span attribute is infinite."""
+    with fake_gpus(power_w=300.0), capture() as cap:
+        meter = cap.telemetry.runtime.energy
+        meter.sampler.attach_energy(None, meter.period_s)  # no real reading races the checks below
+        time.sleep(0.05)
+        (key,) = meter.devices
+        device = meter.devices[key]
+        last = meter._last[key]
+
+        def count() -> int:
+            gpu = meter.attributor.gpus.get(key)
+            return 0 if gpu is None else len(gpu.intervals) + gpu.dropped + (gpu.settled_to is not None)
+
+        before = count()
+        for bad in (float("inf"), float("nan")):
+            meter.reading(device, last.at + 10**6, "counter", bad)
+        assert meter._last[key] is last and count() == before

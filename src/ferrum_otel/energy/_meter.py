@@ -10,6 +10,7 @@ with its energy on the span and in the ``ferrum.request.energy`` histogram.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -95,8 +96,8 @@ class EnergyMeter:
     def reading(self, device: GpuDevice, at: int, kind: str, value: float, call_ns: int = 0) -> None:
         """One reading, taken at ``at`` (the middle of an NVML call that took ``call_ns``)."""
         key = device.uuid
-        if key not in self.devices:
-            return
+        if key not in self.devices or not math.isfinite(value):
+            return  # an infinite or NaN answer is no reading: the interval waits for a real one
         with self._lock:
             last = self._last.get(key)
             self._last[key] = _Source(kind, at, value)

@@ -24,12 +24,13 @@ import os
 import re
 import socket
 from array import array
+from bisect import bisect_right
 from collections.abc import Mapping
 from time import perf_counter_ns, time_ns
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, set_span_in_context
+from opentelemetry.trace import SpanKind, get_current_span, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .. import semconv as s
@@ -91,8 +92,6 @@ def _read_carrier(carrier: Any) -> tuple[Context | None, dict[str, str], str | N
     if not _TRACEPARENT.match(parent.strip()):
         return None, fields, "a traceparent that is not W3C's (truncated or forged)"
     context = _PROPAGATOR.extract({k: v for k, v in fields.items() if k in ("traceparent", "tracestate")})
-    from opentelemetry.trace import get_current_span
-
     if not get_current_span(context).get_span_context().is_valid:
         return None, fields, "a traceparent with zero ids"
     return context, fields, None
@@ -209,7 +208,7 @@ class Segment(PhaseMarks):
             attrs: dict[str, Any] = {s.FERRUM_PHASE_OPERATIONS: 1, s.FERRUM_PHASE_TOTAL_TIME_MS: (end - start) / 1e6}
             attrs[s.FERRUM_PHASE_AVG_TIME_MS] = attrs[s.FERRUM_PHASE_TOTAL_TIME_MS]
             if name == s.PHASE_DECODE:
-                attrs[s.FERRUM_PHASE_TOKENS] = sum(1 for t in self._times if start < t <= end)
+                attrs[s.FERRUM_PHASE_TOKENS] = self._tokens_in(name, start, end)
             if name == s.PHASE_KV_TRANSFER and self._kv_bytes is not None:
                 attrs[s.FERRUM_KV_TRANSFER_BYTES] = self._kv_bytes
             tracer.start_span(name, context=parent, start_time=self._at(start), attributes=attrs).end(
@@ -237,7 +236,10 @@ class Segment(PhaseMarks):
         return dict(self._summary)
 
     def _tokens_in(self, name: str, start: int, end: int) -> int:
-        return sum(1 for t in self._times if start < t <= end) if name == s.PHASE_DECODE else 0
+        """Token times in (start, end] of a decode phase (times are in order)."""
+        if name != s.PHASE_DECODE:
+            return 0
+        return bisect_right(self._times, end) - bisect_right(self._times, start)
 
     # ---- context management ------------------------------------------------------------
 
