@@ -16,10 +16,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import torch  # noqa: E402
 from _bench import configure_dropping, per_call_ns  # noqa: E402
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+from hf_generate import tiny_llama  # noqa: E402
 
 from ferrum_otel.instrumentation.transformers import TransformersInstrumentor, _criterion_type  # noqa: E402
 
@@ -28,18 +29,7 @@ ROUNDS = 7
 
 
 def main() -> int:
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=512,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=256,
-        )
-    ).eval()
+    model = tiny_llama()  # the example's model
     prompt = torch.randint(1, 512, (1, 16))
 
     def call() -> None:

@@ -93,6 +93,23 @@ def build() -> dict:
             span=6,
         )
 
+    def distribution(title: str, instrument: s.Instrument) -> heatmap.Panel:
+        """A heatmap of the histogram's buckets, exemplars on."""
+        bucket = n(instrument, "_bucket")
+        return (
+            heatmap.Panel()
+            .title(title)
+            .datasource(ds)
+            .height(8)
+            .span(12)
+            .calculate(False)
+            .with_target(
+                query(f"sum by (le) (increase({bucket}{{{SEL_MODEL}}}[{WINDOW}]))", "{{le}}", exemplars=True).format(
+                    "heatmap"
+                )
+            )
+        )
+
     def variable(name: str, label: str, expr: str) -> dashboard.QueryVariable:
         return (
             dashboard.QueryVariable(name)
@@ -152,34 +169,8 @@ def build() -> dict:
         .with_panel(latency("Time per output token", s.SERVER_TIME_PER_OUTPUT_TOKEN))
         .with_panel(latency("End to end", s.SERVER_REQUEST_DURATION))
         .with_panel(latency("Queue time", s.QUEUE_DURATION))
-        .with_panel(
-            heatmap.Panel()
-            .title("Time to first token, distribution")
-            .datasource(ds)
-            .height(8)
-            .span(12)
-            .calculate(False)
-            .with_target(
-                query(
-                    f"sum by (le) (increase({ttft_bucket}{{{SEL_MODEL}}}[{WINDOW}]))", "{{le}}", exemplars=True
-                ).format("heatmap")
-            )
-        )
-        .with_panel(
-            heatmap.Panel()
-            .title("End to end, distribution")
-            .datasource(ds)
-            .height(8)
-            .span(12)
-            .calculate(False)
-            .with_target(
-                query(
-                    f"sum by (le) (increase({n(s.SERVER_REQUEST_DURATION, '_bucket')}{{{SEL_MODEL}}}[{WINDOW}]))",
-                    "{{le}}",
-                    exemplars=True,
-                ).format("heatmap")
-            )
-        )
+        .with_panel(distribution("Time to first token, distribution", s.SERVER_TIME_TO_FIRST_TOKEN))
+        .with_panel(distribution("End to end, distribution", s.SERVER_REQUEST_DURATION))
         # ---- engine: where requests wait and why
         .with_row(dashboard.Row("Engine"))
         .with_panel(
