@@ -371,3 +371,14 @@ def test_the_standard_off_switch_names_the_entry_point(tmp_path):
     out = _instrumented_run(tmp_path, disabled="transformers")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "generated 4" in out.stdout and "text_completion" not in out.stdout
+
+
+def test_a_call_with_embeddings_only_says_nothing_it_did_not_see(instrumented):
+    """inputs_embeds and no token ids: prompt length and batch size are unknown, so absent."""
+    model = tiny_llama()
+    embeds = model.get_input_embeddings()(torch.randint(2, EOS, (1, 5)))
+    out = model.generate(inputs_embeds=embeds, max_new_tokens=3, logits_processor=LogitsProcessorList([NoEos(0)]))
+    (span,) = [sp for sp in instrumented.spans() if sp.name.startswith("text_completion")]
+    assert s.GEN_AI_USAGE_INPUT_TOKENS not in span.attributes
+    assert s.FERRUM_REQUEST_BATCH_SIZE not in span.attributes
+    assert span.attributes[s.GEN_AI_USAGE_OUTPUT_TOKENS] == out.shape[1] == 3

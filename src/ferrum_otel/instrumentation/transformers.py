@@ -174,7 +174,7 @@ def _traced_generate(original: Any, step_times: type, model: Any, args: tuple[An
         if enclosing.output_tokens == marked_before:  # the caller did not mark them itself
             _record_tokens(enclosing, timer.resolve(), output, inputs, settings, in_enclosing=True)
         return output
-    attributes = {s.FERRUM_REQUEST_BATCH_SIZE: batch}
+    attributes: dict[str, Any] = {} if batch is None else {s.FERRUM_REQUEST_BATCH_SIZE: batch}
     if settings["num_beams"] > 1:
         attributes[s.FERRUM_REQUEST_NUM_BEAMS] = settings["num_beams"]
     with request(
@@ -250,11 +250,12 @@ def _model_name(model: Any) -> str | None:
     return kind if isinstance(kind, str) and kind else None
 
 
-def _input_tokens(inputs: Any, attention_mask: Any) -> tuple[int | None, int]:
-    """Prompt tokens over the batch (padding left out where a mask says which), and the batch size."""
+def _input_tokens(inputs: Any, attention_mask: Any) -> tuple[int | None, int | None]:
+    """Prompt tokens over the batch (padding left out where a mask says which), and the batch
+    size; both None when the call gave no token ids (``inputs_embeds``): unknown, not guessed."""
     shape = getattr(inputs, "shape", None)
     if shape is None or len(shape) != 2:
-        return None, 1
+        return None, None
     batch = int(shape[0])
     if attention_mask is not None and getattr(attention_mask, "shape", None) == shape:
         return int(attention_mask.sum().item()), batch
