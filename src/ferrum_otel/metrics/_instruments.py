@@ -175,6 +175,13 @@ class RequestInstruments(ObservableGroup):
         self.decode_tokens = self._tally(s.DECODE_TOKENS_TOTAL)
         self.preemptions = self._tally(s.PREEMPTIONS_TOTAL)
         self.active = self._tally(s.ACTIVE_REQUESTS)
+        #: The duration histogram of each phase, by phase name.
+        self.phase_duration = {
+            s.PHASE_QUEUE: self.queue,
+            s.PHASE_PREFILL: self.prefill,
+            s.PHASE_DECODE: self.decode,
+            s.PHASE_KV_TRANSFER: self.kv_transfer,
+        }
 
     def seed(self, attrs: dict[str, Any]) -> None:
         """Start each counter of a new attribute set at 0, so that a rate over failures or

@@ -11,14 +11,31 @@ import enum
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, get_current_span, set_span_in_context
+from opentelemetry.context import Context, get_current
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
+
+try:  # the key set_span_in_context() uses; private, so fall back to asking for it
+    from opentelemetry.trace.propagation import _SPAN_KEY as SPAN_KEY
+except ImportError:  # pragma: no cover
+    from opentelemetry.trace import INVALID_SPAN as _probe
+
+    SPAN_KEY = next(k for k, v in set_span_in_context(_probe, Context()).items() if v is _probe)
 
 from .. import semconv as s
 from .._runtime import Runtime
 from ..schema import RequestMetrics
 
-__all__ = ["CANCELLED", "ERROR", "OK", "Outcome", "Phase", "RequestStatus", "emit", "start_request_span"]
+__all__ = [
+    "CANCELLED",
+    "ERROR",
+    "OK",
+    "SPAN_KEY",
+    "Outcome",
+    "Phase",
+    "RequestStatus",
+    "emit",
+    "start_request_span",
+]
 
 
 class RequestStatus(enum.Enum):
@@ -113,7 +130,10 @@ def start_attributes(
 def request_kind(context: Context | None) -> SpanKind:
     """SERVER when the request continues a remote caller's context (the engine is the server
     side of that call), INTERNAL inside a local span or with no parent at all."""
-    parent = get_current_span(context).get_span_context()
+    span = (get_current() if context is None else context).get(SPAN_KEY)
+    if not isinstance(span, Span):  # no parent at all, the usual case: nothing more to ask
+        return SpanKind.INTERNAL
+    parent = span.get_span_context()
     return SpanKind.SERVER if parent.is_valid and parent.is_remote else SpanKind.INTERNAL
 
 
@@ -190,7 +210,6 @@ def emit(
     phases: Sequence[Phase],
     end_ns: int,
     outcome: Outcome,
-    *,
     model: str | None,
     operation: str,
     provider: str,
@@ -262,12 +281,7 @@ def _record_metrics(
         ins.decode_tokens.add(m.output_tokens, attrs)
     if m.preemption_count:
         ins.preemptions.add(m.preemption_count, attrs)
-    by_phase = {
-        s.PHASE_QUEUE: ins.queue,
-        s.PHASE_PREFILL: ins.prefill,
-        s.PHASE_DECODE: ins.decode,
-        s.PHASE_KV_TRANSFER: ins.kv_transfer,
-    }
+    by_phase = ins.phase_duration
     for phase in phases:
         by_phase[phase.name].record(phase.total_ms / 1e3, attrs, context)
     if outcome.status == ERROR:

@@ -47,10 +47,17 @@ class Absorbed:
         self.preemptions = 0
 
 
+_DECODE, _PREFILL = s.PHASE_DECODE, s.PHASE_PREFILL
+_make_phase = tuple.__new__
+
+
 def tokens_between(times: Sequence[int], chunks: dict[int, int] | None, start: int, end: int) -> int:
     """Output tokens marked within (start, end]: a token marked at the very start of a decode
     interval is the one the prefill produced (token times are in order)."""
-    lo, hi = bisect_right(times, start), bisect_right(times, end)
+    n = len(times)
+    # Mostly one decode interval around every token: no search needed.
+    lo = 0 if n and start < times[0] else bisect_right(times, start)
+    hi = n if n and end >= times[-1] else bisect_right(times, end)
     if not chunks:
         return hi - lo
     return sum(chunks.get(i, 1) for i in range(lo, hi))
@@ -71,12 +78,13 @@ def phase_figures(
     totals: dict[str, list[int]] = {}
     first_prefill = True
     phases = []
+    shift = wall0 - t0
     for name, start, end in intervals:
-        if name == s.PHASE_DECODE:
+        if name == _DECODE:
             tokens = tokens_between(times, chunks, start, end)
             ops = tokens if chunks is None else bisect_right(times, end) - bisect_right(times, start)
             ops = ops or 1
-        elif name == s.PHASE_PREFILL:
+        elif name == _PREFILL:
             ops, tokens = 1, (input_tokens or 0) if first_prefill else 0
             first_prefill = False
         else:
@@ -89,7 +97,10 @@ def phase_figures(
             agg[0] += ops
             agg[1] += dur
             agg[2] += tokens
-        phases.append(Phase(name, wall0 + (start - t0), wall0 + (end - t0), ops, dur / ops / 1e6, dur / 1e6, tokens))
+        # tuple.__new__ directly: Phase() is a Python-level __new__, a third of this loop.
+        phases.append(
+            _make_phase(Phase, (name, start + shift, end + shift, ops, dur / ops / 1e6, dur / 1e6, tokens, True))
+        )
     if absorbed is not None:
         end_wall = wall0 + (t_end - t0)
         for name, dur, tokens in absorbed.phases:
@@ -124,13 +135,15 @@ def itl_stats(times: array[int], chunks: dict[int, int] | None) -> tuple[float, 
     values = times.tolist()  # plain ints once: indexing an array boxes a new int per read
     if chunks:
         gaps = [(values[i] - values[i - 1]) / chunks.get(i, 1) for i in range(1, len(values))]
+        total = sum(gaps)
     else:
         gaps = list(map(sub, islice(values, 1, None), values))  # C-level loops: ~3x a comprehension
+        total = values[-1] - values[0]  # the gaps' sum, exactly
     gaps.sort()
     n = len(gaps)
     # Nearest rank: the smallest gap with at least q of the gaps at or below it.
     return (
-        sum(gaps) / n / 1e6,
+        total / n / 1e6,
         gaps[rank(0.5, n)] / 1e6,
         gaps[rank(0.9, n)] / 1e6,
         gaps[rank(0.99, n)] / 1e6,

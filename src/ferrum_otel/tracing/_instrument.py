@@ -200,7 +200,7 @@ def _wrap_generator(spec: _Spec) -> Callable[..., Any]:
             tracker._exit_with(exc)
             raise
         step, value = gen.send, None
-        run, append, collect = ctx.run, tracker._append, _collector(tracker)
+        run, append, collect = ctx.run, tracker._times.append, _collector(tracker)
         while True:
             try:
                 item = run(step, value)
@@ -281,7 +281,7 @@ def _wrap_async_generator(spec: _Spec) -> Callable[..., Any]:
         # The same protocol as the generator loop above: a generator and an async generator
         # cannot share one body without a call per token on the hot path.
         step, value = agen.asend, None
-        append, collect = tracker._append, _collector(tracker)
+        append, collect = tracker._times.append, _collector(tracker)
         while True:
             try:
                 item = await _InContext(ctx, step(value))

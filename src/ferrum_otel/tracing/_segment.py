@@ -107,7 +107,7 @@ class Segment(PhaseMarks):
         received, self._t0 = _wall_ns(), perf_counter_ns()
         self._phases: list[tuple[str, int, int]] = []
         self._open: tuple[str, int] | None = None
-        self._times = array("q")
+        self._times = array("Q")
         self._tokens = 0
         self._preemptions = 0
         self._kv_bytes: int | None = None

@@ -12,20 +12,13 @@ import uuid
 from array import array
 from collections.abc import Callable
 from contextvars import Token
+from functools import partial
 from operator import itemgetter
 from time import perf_counter_ns, time_ns
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
-
-try:  # the key set_span_in_context() uses; private, so fall back to asking for it
-    from opentelemetry.trace.propagation import _SPAN_KEY
-except ImportError:  # pragma: no cover
-    from opentelemetry.trace import INVALID_SPAN as _probe
-    from opentelemetry.trace import set_span_in_context as _set
-
-    _SPAN_KEY = next(k for k, v in _set(_probe, Context()).items() if v is _probe)
 
 from .. import semconv as s
 from .._log import log_failure, refuse
@@ -35,7 +28,17 @@ from ..schema._types import trusted_factory
 from . import _args
 from ._args import TOKENS_PER_CALL_MAX
 from ._deferred import DEFER_AT, submit
-from ._emit import CANCELLED, ERROR, OK, Outcome, RequestStatus, emit, start_attributes, start_request_span
+from ._emit import (
+    CANCELLED,
+    ERROR,
+    OK,
+    SPAN_KEY,
+    Outcome,
+    RequestStatus,
+    emit,
+    start_attributes,
+    start_request_span,
+)
 from ._figures import Absorbed, error_type_of, itl_stats, messages, model_id, ms, phase_figures
 from ._phasing import PhaseMarks
 
@@ -51,6 +54,7 @@ CANCELLATION = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
 _request_metrics = trusted_factory(RequestMetrics)
 _start_of = itemgetter(1)
 _phase_metrics = trusted_factory(PhaseMetrics)
+_timestamp = trusted_factory(Timestamp)  # (secs, nanos) of a clock reading: valid by construction
 
 
 def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
@@ -67,12 +71,29 @@ def _resolve_request_id(request_id: Any) -> tuple[RequestId, str | None]:
         return RequestId.new(), text
 
 
+def _complete(
+    emission: tuple[Any, ...],
+    times: array[int] | None,
+    chunks: dict[int, int] | None,
+    work: Any = None,
+    energy: float | None = None,
+) -> None:
+    """Emit a finished request, with what is computed last: its inter-token statistics (for
+    many tokens, off the caller's thread) and its energy (once the meter has settled it)."""
+    outcome: Outcome = emission[5]
+    if times is not None:
+        outcome.itl_ms = itl_stats(times, chunks)
+    if energy is not None:
+        outcome.energy_j = energy
+        outcome.energy_source = emission[0].energy.source_of(work)
+    emit(*emission)
+
+
 class RequestTracker(PhaseMarks):
     """Tracks one inference request; use it through ``ferrum_otel.request()`` or ``@instrument``."""
 
     __slots__ = (
         "_absorbed",
-        "_append",
         "_chunks",
         "_completion",
         "_finished",
@@ -123,9 +144,10 @@ class RequestTracker(PhaseMarks):
         self.request_id, self.external_id = _resolve_request_id(request_id)
         self.client_id = client_id
         self.input_tokens = input_tokens
-        # array("q"): 8 bytes a token where a list of ints takes ~40. Released once emitted.
-        self._times = array("q")
-        self._append = self._times.append
+        # 8 bytes a token where a list of ints takes ~40; released once emitted.  Unsigned:
+        # array("Q") converts an int directly, array("q") through PyArg_Parse (~30 ns more a
+        # token), and clock readings are never negative.
+        self._times = array("Q")
         self._chunks: dict[int, int] | None = None
         self._phases: list[tuple[str, int, int]] = []
         self._open: tuple[str, int] | None = None
@@ -160,9 +182,9 @@ class RequestTracker(PhaseMarks):
     def _token_at(self, at: int, n: int = 1) -> None:
         """``n`` tokens produced at ``at`` (perf_counter_ns), for instrumentations that time
         steps themselves and learn the counts afterwards; times must not go back."""
-        if self._finished or (len(self._times) and at < self._times[-1]):
+        if self._finished or at < 0 or (len(self._times) and at < self._times[-1]):
             return
-        self._append(at)
+        self._times.append(at)
         if n != 1:
             self._chunk(n)
 
@@ -303,120 +325,95 @@ class RequestTracker(PhaseMarks):
         return self.metrics
 
     def _emit(self, t_end: int, status: RequestStatus, reason: str | None, exc: BaseException | str | None) -> None:
-        rt, t0, wall0, times = self._rt, self._t0, self._wall0, self._times
+        rt, t0, wall0, times, chunks = self._rt, self._t0, self._wall0, self._times, self._chunks
         if self._open is not None:
             self._phases.append((self._open[0], self._open[1], t_end))
             self._open = None
         n_out = self._output_tokens
         if n_out is None:
-            chunks = self._chunks
             n_out = len(times) + (sum(chunks.values()) - len(chunks) if chunks else 0)
         intervals = self._complete_phases() if (times or len(self._phases) > 1) else self._phases
 
-        phases, totals = phase_figures(
-            intervals, times, self._chunks, self.input_tokens, self._absorbed, t0, wall0, t_end
-        )
         absorbed = self._absorbed
+        phases, totals = phase_figures(intervals, times, chunks, self.input_tokens, absorbed, t0, wall0, t_end)
         if absorbed is not None and n_out == 0 and self._output_tokens is None:
             n_out = absorbed.tokens  # the workers produced them; this process marked none
         self._phase_totals = totals
-        queue, prefill, decode = (totals.get(n) for n in s.PHASES)
-        unaccounted_ms = max(0, (t_end - t0) - sum(agg[1] for agg in totals.values())) / 1e6
-
-        end_wall = wall0 + (t_end - t0)
+        queue, prefill, decode = totals.get(s.PHASE_QUEUE), totals.get(s.PHASE_PREFILL), totals.get(s.PHASE_DECODE)
+        in_phases = 0
+        for agg in totals.values():
+            in_phases += agg[1]
+        elapsed = t_end - t0
+        end_wall = wall0 + elapsed
+        preemptions = len(self._preemptions) + (absorbed.preemptions if absorbed else 0)
         self.metrics = metrics = _request_metrics(
             self.request_id,
             None if self.client_id is None else ClientId(self.client_id),
             model_id(self.model),
-            Timestamp.from_unix_nanos(wall0),
-            Timestamp.from_unix_nanos(end_wall),
-            ms(t_end - t0),
+            _timestamp(*divmod(wall0, 1_000_000_000)),
+            _timestamp(*divmod(end_wall, 1_000_000_000)),
+            ms(elapsed),
             ms(queue[1]) if queue else 0,
             ms(prefill[1]) if prefill else 0,
             ms(decode[1]) if decode else 0,
             self.input_tokens or 0,
             n_out,
-            bool(self._preemptions) or bool(absorbed and absorbed.preemptions),
-            min(len(self._preemptions) + (absorbed.preemptions if absorbed else 0), 2**32 - 1),
+            preemptions > 0,
+            min(preemptions, 2**32 - 1),
         )
 
-        ttft_s = tpot_s = None
+        # Set field by field: a call with a dozen keywords costs twice as much.
+        outcome = Outcome(status, reason, elapsed / 1e9)
+        outcome.input_known = self.input_tokens is not None
+        outcome.unaccounted_ms = max(0, elapsed - in_phases) / 1e6
         timed = bool(times) and status != CANCELLED
         if timed:
-            ttft_s = (times[0] - t0) / 1e9
+            outcome.ttft_s = ttft_s = (times[0] - t0) / 1e9
             if n_out >= 2:
-                tpot_s = ((t_end - t0) / 1e9 - ttft_s) / (n_out - 1)
+                outcome.tpot_s = (elapsed / 1e9 - ttft_s) / (n_out - 1)
         span = self._span
         if times:
             span.add_event(s.EVENT_FIRST_TOKEN, timestamp=wall0 + (times[0] - t0))
         for t in self._preemptions:
             span.add_event(s.EVENT_PREEMPTED, timestamp=wall0 + (t - t0))
-        error_type = error_message = None
         if status == ERROR:
             if isinstance(exc, BaseException):
-                error_type = error_type_of(exc)
-                error_message = f"{type(exc).__name__}: {exc}"
+                outcome.error_type = error_type_of(exc)
+                outcome.error_message = f"{type(exc).__name__}: {exc}"
                 span.record_exception(exc, timestamp=end_wall)
             else:
-                error_type, error_message = "_OTHER", (exc or None)
+                outcome.error_type, outcome.error_message = "_OTHER", (exc or None)
         extra = None
         if rt.capture_content and self._completion is not None:
             extra = {s.GEN_AI_OUTPUT_MESSAGES: messages("assistant", "".join(self._completion), reason)}
-        chunks, model, operation, provider, external_id = (
-            self._chunks,
+        emission = (
+            rt,
+            span,
+            metrics,
+            phases,
+            end_wall,
+            outcome,
             self.model,
             self.operation,
             self.provider,
             self.external_id,
+            extra,
         )
-        active, metric_attrs = rt.instruments.active, self._metric_attrs
-        input_known = self.input_tokens is not None
+        stats = times if timed and len(times) >= 2 else None
 
-        work, energy_meter = self._work, rt.energy
-
-        def finish_emission(energy: float | None = None) -> None:
-            itl = itl_stats(times, chunks) if timed and len(times) >= 2 else None
-            outcome = Outcome(
-                status,
-                reason,
-                (t_end - t0) / 1e9,
-                error_type=error_type,
-                error_message=error_message,
-                ttft_s=ttft_s,
-                tpot_s=tpot_s,
-                itl_ms=itl,
-                input_known=input_known,
-                unaccounted_ms=unaccounted_ms,
-                energy_j=energy,
-                energy_source=None if energy is None else energy_meter.source_of(work),
-            )
-            emit(
-                rt,
-                span,
-                metrics,
-                phases,
-                end_wall,
-                outcome,
-                model=model,
-                operation=operation,
-                provider=provider,
-                external_id=external_id,
-                extra_attributes=extra,
-            )
-
-        active.add(-1, metric_attrs)
+        rt.instruments.active.add(-1, self._metric_attrs)
+        work = self._work
         if work is not None:
             # Emitted once the interval it ended in is settled, on the energy meter's thread.
             work.finish(t_end, intervals, times, chunks, self.input_tokens)
-            energy_meter.when_known(work, finish_emission)
-        elif len(times) >= DEFER_AT:
-            submit(finish_emission)  # the sort of many gaps: not on the caller's time
+            rt.energy.when_known(work, partial(_complete, emission, stats, chunks, work))
+        elif stats is not None and len(stats) >= DEFER_AT:
+            submit(partial(_complete, emission, stats, chunks))  # the sort of many gaps: not on the caller's time
         else:
-            finish_emission()
+            _complete(emission, stats, chunks)
         # The timestamps have served: keep the count, free the memory.
         self._output_tokens = n_out
-        self._times = array("q")
-        self._append = self._times.append
+        self._times = array("Q")
         self._chunks = None
 
     def _complete_phases(self) -> list[tuple[str, int, int]]:
@@ -445,7 +442,7 @@ class RequestTracker(PhaseMarks):
     def _enter_context(self) -> Token[Context]:
         # One new Context holding both the span and the tracker, instead of one per key.
         values = dict(otel_context.get_current())
-        values[_SPAN_KEY] = self._span
+        values[SPAN_KEY] = self._span
         values[CURRENT_KEY] = self
         return otel_context.attach(Context(values))
 
