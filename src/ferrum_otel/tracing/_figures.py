@@ -8,6 +8,7 @@ PhaseMetrics figures, inter-token statistics, and the small conversions the emit
 from __future__ import annotations
 
 import math
+import sys
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from ._emit import Phase
 __all__ = [
     "Absorbed",
     "error_type_of",
+    "gaps",
     "itl_stats",
     "messages",
     "model_id",
@@ -48,6 +50,7 @@ class Absorbed:
 
 
 _DECODE, _PREFILL = s.PHASE_DECODE, s.PHASE_PREFILL
+_LITTLE_ENDIAN = sys.byteorder == "little"
 _make_phase = tuple.__new__
 
 
@@ -129,25 +132,55 @@ def model_id(model: str | None) -> ModelId:
     return mid
 
 
+def gaps(times: array[int]) -> list[int]:
+    """The gaps between successive times, as plain ints.
+
+    For times that never go back, one big-integer subtraction does them all: the array's
+    slots are the digits of one integer in base 2**64, so shifting it a digit down and taking
+    it away leaves each gap in its own digit, none borrowing from the next (about 0.6x the
+    cost of subtracting pair by pair).  Where a time does go back (tokens marked from two
+    threads at once) a digit borrows and gets its top bit set, which no real gap has (2**63 ns
+    is 292 years): then the gaps are taken pair by pair."""
+    n = len(times)
+    if n >= 2 and _LITTLE_ENDIAN and times.itemsize == 8:
+        whole = int.from_bytes(times.tobytes(), "little")
+        diff = (whole >> 64) - (whole & ((1 << (64 * (n - 1))) - 1))
+        if diff >= 0 and not diff & (_TOP_BITS if n <= _TOP_BITS_LANES else _top_bits(n - 1)):
+            digits = array(times.typecode)
+            digits.frombytes(diff.to_bytes(8 * (n - 1), "little"))
+            return digits.tolist()
+    values = times.tolist()  # plain ints once: indexing an array boxes a new int per read
+    return list(map(sub, islice(values, 1, None), values))  # C-level loops: ~3x a comprehension
+
+
+def _top_bits(lanes: int) -> int:
+    """The top bit of each of ``lanes`` 64-bit digits."""
+    return int.from_bytes(b"\0\0\0\0\0\0\0\x80" * lanes, "little")
+
+
+# Made once for the usual request (a longer one makes its own, off the caller's thread).
+_TOP_BITS_LANES = 1024
+_TOP_BITS = _top_bits(_TOP_BITS_LANES)
+
+
 def itl_stats(times: array[int], chunks: dict[int, int] | None) -> tuple[float, float, float, float, float]:
     """Mean, p50, p90, p99 and max of the gaps between successive tokens, in ms (a chunk of
     n tokens spreads its gap over them)."""
-    values = times.tolist()  # plain ints once: indexing an array boxes a new int per read
+    between: list[float] | list[int] = gaps(times)
     if chunks:
-        gaps = [(values[i] - values[i - 1]) / chunks.get(i, 1) for i in range(1, len(values))]
-        total = sum(gaps)
+        between = [gap / chunks.get(i, 1) for i, gap in enumerate(between, 1)]
+        total: float = sum(between)
     else:
-        gaps = list(map(sub, islice(values, 1, None), values))  # C-level loops: ~3x a comprehension
-        total = values[-1] - values[0]  # the gaps' sum, exactly
-    gaps.sort()
-    n = len(gaps)
+        total = times[-1] - times[0]  # the gaps' sum, exactly
+    between.sort()
+    n = len(between)
     # Nearest rank: the smallest gap with at least q of the gaps at or below it.
     return (
         total / n / 1e6,
-        gaps[rank(0.5, n)] / 1e6,
-        gaps[rank(0.9, n)] / 1e6,
-        gaps[rank(0.99, n)] / 1e6,
-        gaps[-1] / 1e6,
+        between[rank(0.5, n)] / 1e6,
+        between[rank(0.9, n)] / 1e6,
+        between[rank(0.99, n)] / 1e6,
+        between[-1] / 1e6,
     )
 
 
