@@ -73,7 +73,7 @@ class Runtime:
             if len(self._metric_attrs) < 10_000:  # a runaway label set must not grow memory forever
                 self._metric_attrs[key] = attrs
                 if error_type is None and token_type is None:
-                    self.instruments.seed(attrs)
+                    self.instruments.counts.seed(attrs)
         return attrs
 
 

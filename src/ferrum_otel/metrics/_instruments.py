@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
@@ -22,6 +23,7 @@ __all__ = [
     "ObservableGroup",
     "PerCollection",
     "Point",
+    "RequestCounts",
     "RequestInstruments",
     "Tally",
     "make_instrument",
@@ -151,9 +153,105 @@ class Tally:
             return [(count, self._attrs[key]) for key, count in self._counts.items()]
 
 
+# The columns of a RequestCounts row.
+_REQUESTS, _COMPLETED, _FAILED, _CANCELLED, _PREFILL_TOKENS, _DECODE_TOKENS, _PREEMPTIONS, _ACTIVE = range(8)
+
+
+class RequestCounts:
+    """The request counters and the in-flight gauge, per attribute set, summed in process and
+    reported by observable instruments at each collection.  A request's start and its end
+    each update its row under one lock (~0.3 us), where each SDK counter call costs ~8 us.
+
+    Rows are keyed by the identity of the runtime's cached attribute dicts.  A count nothing
+    has touched is absent, not 0, except where ``seed()`` started it; past ``MAX_SERIES``
+    attribute sets (a label explosion) new ones are dropped with one warning."""
+
+    MAX_SERIES = 10_000
+    REQUESTS, COMPLETED, FAILED, CANCELLED = _REQUESTS, _COMPLETED, _FAILED, _CANCELLED
+    PREFILL_TOKENS, DECODE_TOKENS, PREEMPTIONS, ACTIVE = _PREFILL_TOKENS, _DECODE_TOKENS, _PREEMPTIONS, _ACTIVE
+    __slots__ = ("_lock", "_rows")
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[dict[str, Any], list[int | None]]] = {}
+        self._lock = threading.Lock()
+
+    def _row(self, attrs: dict[str, Any]) -> list[int | None] | None:
+        """The row of ``attrs`` (made on first use), or None when no new row may be made.
+        Called under the lock."""
+        entry = self._rows.get(id(attrs))
+        if entry is not None:
+            return entry[1]
+        if len(self._rows) >= self.MAX_SERIES:
+            return None
+        row: list[int | None] = [None] * 8
+        self._rows[id(attrs)] = (attrs, row)  # held, so the id stays this dict's
+        return row
+
+    def _full(self) -> None:
+        warn_once(
+            "request-counts-full",
+            "ferrum-otel: request counters have over %d attribute sets; new ones are dropped",
+            self.MAX_SERIES,
+        )
+
+    def seed(self, attrs: dict[str, Any]) -> None:
+        """Start each counter of ``attrs`` at 0, so that a rate over failures or preemptions is
+        0 rather than absent before the first one (Prometheus practice)."""
+        with self._lock:
+            row = self._row(attrs)
+            if row is not None:
+                for column in range(_ACTIVE):
+                    if row[column] is None:
+                        row[column] = 0
+        if row is None:
+            self._full()
+
+    def started(self, attrs: dict[str, Any]) -> None:
+        """A request began: one more in flight."""
+        self._in_flight(attrs, 1)
+
+    def ended(self, attrs: dict[str, Any]) -> None:
+        """A request ended: one fewer in flight (its counts come with ``finished()``)."""
+        self._in_flight(attrs, -1)
+
+    def _in_flight(self, attrs: dict[str, Any], change: int) -> None:
+        with self._lock:
+            row = self._row(attrs)
+            if row is not None:
+                row[_ACTIVE] = (row[_ACTIVE] or 0) + change
+        if row is None:
+            self._full()
+
+    def finished(self, attrs: dict[str, Any], ended_as: int, prefill: int, decode: int, preemptions: int) -> None:
+        """A request ended as ``ended_as`` (COMPLETED, FAILED or CANCELLED) having processed
+        ``prefill`` prompt and ``decode`` output tokens; each count is added only when not 0."""
+        with self._lock:
+            row = self._row(attrs)
+            if row is not None:
+                row[_REQUESTS] = (row[_REQUESTS] or 0) + 1
+                row[ended_as] = (row[ended_as] or 0) + 1
+                if prefill:
+                    row[_PREFILL_TOKENS] = (row[_PREFILL_TOKENS] or 0) + prefill
+                if decode:
+                    row[_DECODE_TOKENS] = (row[_DECODE_TOKENS] or 0) + decode
+                if preemptions:
+                    row[_PREEMPTIONS] = (row[_PREEMPTIONS] or 0) + preemptions
+        if row is None:
+            self._full()
+
+    def points(self, column: int) -> list[Point]:
+        points: list[Point] = []
+        with self._lock:
+            for attrs, row in self._rows.values():
+                value = row[column]
+                if value is not None:
+                    points.append((value, attrs))
+        return points
+
+
 class RequestInstruments(ObservableGroup):
     """Each request instrument (``.duration``, ``.ttft``, ...): the histograms record once per
-    request; the counters and the in-flight gauge are tallies read at collection."""
+    request; the counters and the in-flight gauge are ``counts``, read at collection."""
 
     def __init__(self, meter: Meter) -> None:
         super().__init__(meter)
@@ -167,14 +265,6 @@ class RequestInstruments(ObservableGroup):
         self.kv_transfer = make_instrument(meter, s.KV_TRANSFER_DURATION)
         self.itl = make_instrument(meter, s.INTER_TOKEN_LATENCY)
         self.energy = make_instrument(meter, s.REQUEST_ENERGY)
-        self.requests = self._tally(s.REQUESTS_TOTAL)
-        self.completed = self._tally(s.REQUESTS_COMPLETED)
-        self.failed = self._tally(s.REQUESTS_FAILED)
-        self.cancelled = self._tally(s.REQUESTS_CANCELLED)
-        self.prefill_tokens = self._tally(s.PREFILL_TOKENS_TOTAL)
-        self.decode_tokens = self._tally(s.DECODE_TOKENS_TOTAL)
-        self.preemptions = self._tally(s.PREEMPTIONS_TOTAL)
-        self.active = self._tally(s.ACTIVE_REQUESTS)
         #: The duration histogram of each phase, by phase name.
         self.phase_duration = {
             s.PHASE_QUEUE: self.queue,
@@ -182,22 +272,15 @@ class RequestInstruments(ObservableGroup):
             s.PHASE_DECODE: self.decode,
             s.PHASE_KV_TRANSFER: self.kv_transfer,
         }
-
-    def seed(self, attrs: dict[str, Any]) -> None:
-        """Start each counter of a new attribute set at 0, so that a rate over failures or
-        preemptions is 0 rather than absent before the first one (Prometheus practice)."""
-        for tally in (
-            self.requests,
-            self.completed,
-            self.failed,
-            self.cancelled,
-            self.prefill_tokens,
-            self.decode_tokens,
-            self.preemptions,
+        self.counts = counts = RequestCounts()
+        for spec, column in (
+            (s.REQUESTS_TOTAL, counts.REQUESTS),
+            (s.REQUESTS_COMPLETED, counts.COMPLETED),
+            (s.REQUESTS_FAILED, counts.FAILED),
+            (s.REQUESTS_CANCELLED, counts.CANCELLED),
+            (s.PREFILL_TOKENS_TOTAL, counts.PREFILL_TOKENS),
+            (s.DECODE_TOKENS_TOTAL, counts.DECODE_TOKENS),
+            (s.PREEMPTIONS_TOTAL, counts.PREEMPTIONS),
+            (s.ACTIVE_REQUESTS, counts.ACTIVE),
         ):
-            tally.add(0, attrs)
-
-    def _tally(self, spec: s.Instrument) -> Tally:
-        tally = Tally(spec.name)
-        self.observe(spec, tally.points)
-        return tally
+            self.observe(spec, partial(counts.points, column))

@@ -258,36 +258,35 @@ def _record_metrics(
     context: Context | None = None,
 ) -> None:
     ins = rt.instruments
+    counts = ins.counts
     attrs = rt.metric_attributes(model, operation, provider, outcome.error_type)
-    ins.requests.add(1, attrs)
     if outcome.energy_j is not None:  # a cancelled or failed request used the GPU too
         ins.energy.record(outcome.energy_j, attrs, context)
     if outcome.status == CANCELLED:
         # A cancelled request was not served: it is counted, not timed.
-        ins.cancelled.add(1, attrs)
-        if m.preemption_count:
-            ins.preemptions.add(m.preemption_count, attrs)
+        counts.finished(attrs, counts.CANCELLED, 0, 0, m.preemption_count)
         return
+    prefill = m.input_tokens if outcome.input_known else 0
+    counts.finished(
+        attrs,
+        counts.FAILED if outcome.status == ERROR else counts.COMPLETED,
+        prefill,
+        m.output_tokens,
+        m.preemption_count,
+    )
     ins.duration.record(outcome.duration_s, attrs, context)
-    if m.input_tokens and outcome.input_known:
+    if prefill:
         ins.token_usage.record(
-            m.input_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT), context
+            prefill, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_INPUT), context
         )
-        ins.prefill_tokens.add(m.input_tokens, attrs)
     ins.token_usage.record(
         m.output_tokens, rt.metric_attributes(model, operation, provider, None, s.TOKEN_TYPE_OUTPUT), context
     )
-    if m.output_tokens:
-        ins.decode_tokens.add(m.output_tokens, attrs)
-    if m.preemption_count:
-        ins.preemptions.add(m.preemption_count, attrs)
     by_phase = ins.phase_duration
     for phase in phases:
         by_phase[phase.name].record(phase.total_ms / 1e3, attrs, context)
     if outcome.status == ERROR:
-        ins.failed.add(1, attrs)
         return
-    ins.completed.add(1, attrs)
     if outcome.ttft_s is not None:
         ins.ttft.record(outcome.ttft_s, attrs, context)
     if outcome.tpot_s is not None:

@@ -166,7 +166,7 @@ class RequestTracker(PhaseMarks):
             attrs[s.GEN_AI_INPUT_MESSAGES] = messages("user", prompt)
         self._span = start_request_span(rt, operation, model, self._wall0, attrs, context, kind)
         self._metric_attrs = rt.metric_attributes(model, operation, provider)
-        rt.instruments.active.add(1, self._metric_attrs)
+        rt.instruments.counts.started(self._metric_attrs)
         # What the energy meter reads the request's work from; None with energy off.
         self._work = None if rt.energy is None else rt.energy.begin(self, energy_devices)
         self._absorbed: Absorbed | None = None  # what other processes measured of it
@@ -401,7 +401,7 @@ class RequestTracker(PhaseMarks):
         )
         stats = times if timed and len(times) >= 2 else None
 
-        rt.instruments.active.add(-1, self._metric_attrs)
+        rt.instruments.counts.ended(self._metric_attrs)
         work = self._work
         if work is not None:
             # Emitted once the interval it ended in is settled, on the energy meter's thread.
