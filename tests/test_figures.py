@@ -11,9 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferrum_otel.tracing._figures import gaps, itl_stats
+from ferrum_otel.tracing._figures import TIMES_TYPECODE, gaps, itl_stats
 
 U64 = 2**64 - 1
+# The typecode token times use here, and the one used where "L" is 4 bytes (Windows).
+TYPECODES = pytest.mark.parametrize("typecode", sorted({TIMES_TYPECODE, "Q"}))
 
 
 def pairwise(values: list[int]) -> list[int]:
@@ -25,24 +27,28 @@ def nearest_rank(sorted_values: list[float], q: str) -> float:
     return sorted_values[max(0, math.ceil(Fraction(q) * len(sorted_values)) - 1)]
 
 
+@TYPECODES
 @settings(max_examples=300, deadline=None)
 @given(
     start=st.integers(0, 2**63),
     steps=st.lists(st.one_of(st.just(0), st.integers(0, 10**10), st.integers(-(10**9), 10**9)), max_size=60),
 )
-def test_gaps_are_the_pairwise_differences_whether_or_not_times_go_back(start: int, steps: list[int]) -> None:
+def test_gaps_are_the_pairwise_differences_whether_or_not_times_go_back(
+    typecode: str, start: int, steps: list[int]
+) -> None:
     """The one-subtraction path must give exactly the pairwise gaps, and a time that goes back
     (tokens marked from two threads) must fall back to them, negative gap included."""
     values, t = [], start
     for step in steps:
         t = min(max(t + step, 0), U64)
         values.append(t)
-    assert gaps(array("Q", values)) == pairwise(values)
+    assert gaps(array(typecode, values)) == pairwise(values)
 
 
+@TYPECODES
 @pytest.mark.parametrize("n", [0, 1, 2, 1023, 1024, 1025, 1026, 3000])
 @pytest.mark.parametrize("back_at", [None, 0, -1, "middle"])
-def test_gaps_at_every_length_around_the_precomputed_mask(n: int, back_at: int | str | None) -> None:
+def test_gaps_at_every_length_around_the_precomputed_mask(typecode: str, n: int, back_at: int | str | None) -> None:
     rng = random.Random(n)
     t, values = rng.randrange(2**60), []
     for _ in range(n):
@@ -51,27 +57,29 @@ def test_gaps_at_every_length_around_the_precomputed_mask(n: int, back_at: int |
     if back_at is not None and n >= 2:
         i = n // 2 if back_at == "middle" else int(back_at)
         values[i] = max(0, values[i] - 10**6 - 1)
-    assert gaps(array("Q", values)) == pairwise(values)
+    assert gaps(array(typecode, values)) == pairwise(values)
 
 
-def test_gaps_beyond_signed_range_are_still_exact() -> None:
+@TYPECODES
+def test_gaps_beyond_signed_range_are_still_exact(typecode: str) -> None:
     """Gaps up to 2**63 - 1 are real gaps (no borrow); readings near the top of the clock too."""
     values = [0, 2**63 - 1, 2**63 - 1, U64]
-    assert gaps(array("Q", values)) == pairwise(values)
+    assert gaps(array(typecode, values)) == pairwise(values)
 
 
+@TYPECODES
 @settings(max_examples=200, deadline=None)
 @given(
     steps=st.lists(st.integers(0, 5 * 10**7), min_size=1, max_size=300),
     chunked=st.dictionaries(st.integers(1, 299), st.integers(2, 64), max_size=20),
 )
-def test_itl_statistics_match_a_plain_computation(steps: list[int], chunked: dict[int, int]) -> None:
+def test_itl_statistics_match_a_plain_computation(typecode: str, steps: list[int], chunked: dict[int, int]) -> None:
     values, t = [10**12], 10**12
     for step in steps:
         t += step
         values.append(t)
     chunks = {i: n for i, n in chunked.items() if i < len(values)} or None
-    got = itl_stats(array("Q", values), chunks)
+    got = itl_stats(array(typecode, values), chunks)
     spread = [gap / (chunks or {}).get(i, 1) for i, gap in enumerate(pairwise(values), 1)]
     ordered = sorted(spread)
     want = (

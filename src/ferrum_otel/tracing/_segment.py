@@ -38,6 +38,7 @@ from .._log import log_failure, refuse, warn_once
 from .._runtime import Runtime, active
 from . import _args
 from ._args import PHASE_NAMES, TOKENS_PER_CALL_MAX
+from ._figures import TIMES_TYPECODE
 from ._phasing import PhaseMarks
 
 __all__ = ["SUMMARY_VERSION", "Segment", "continue_request", "make_carrier", "read_summary"]
@@ -107,7 +108,7 @@ class Segment(PhaseMarks):
         received, self._t0 = _wall_ns(), perf_counter_ns()
         self._phases: list[tuple[str, int, int]] = []
         self._open: tuple[str, int] | None = None
-        self._times = array("Q")
+        self._times = array(TIMES_TYPECODE)
         self._tokens = 0
         self._preemptions = 0
         self._kv_bytes: int | None = None

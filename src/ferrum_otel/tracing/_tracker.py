@@ -39,7 +39,7 @@ from ._emit import (
     start_attributes,
     start_request_span,
 )
-from ._figures import Absorbed, error_type_of, itl_stats, messages, model_id, ms, phase_figures
+from ._figures import TIMES_TYPECODE, Absorbed, error_type_of, itl_stats, messages, model_id, ms, phase_figures
 from ._phasing import PhaseMarks
 
 __all__ = ["CANCELLATION", "CURRENT_KEY", "RequestTracker"]
@@ -144,10 +144,7 @@ class RequestTracker(PhaseMarks):
         self.request_id, self.external_id = _resolve_request_id(request_id)
         self.client_id = client_id
         self.input_tokens = input_tokens
-        # 8 bytes a token where a list of ints takes ~40; released once emitted.  Unsigned:
-        # array("Q") converts an int directly, array("q") through PyArg_Parse (~30 ns more a
-        # token), and clock readings are never negative.
-        self._times = array("Q")
+        self._times = array(TIMES_TYPECODE)  # released once emitted
         self._chunks: dict[int, int] | None = None
         self._phases: list[tuple[str, int, int]] = []
         self._open: tuple[str, int] | None = None
@@ -413,7 +410,7 @@ class RequestTracker(PhaseMarks):
             _complete(emission, stats, chunks)
         # The timestamps have served: keep the count, free the memory.
         self._output_tokens = n_out
-        self._times = array("Q")
+        self._times = array(TIMES_TYPECODE)
         self._chunks = None
 
     def _complete_phases(self) -> list[tuple[str, int, int]]:
