@@ -288,6 +288,38 @@ def test_no_sdk_is_silent_and_free():
     assert req.metrics is None and ferrum_otel.current_request() is None
 
 
+def test_the_no_op_tracker_is_a_full_context_manager():
+    """Its __enter__/__exit__ are C callables (no Python call per request): ``with``, ``async with``,
+    ExitStack and AsyncExitStack (which pass the tracker explicitly) all get the tracker back, and
+    an exception in the block always goes on, never swallowed."""
+    import contextlib
+
+    noop = ferrum_otel.NoopTracker()
+    with noop as r:
+        assert isinstance(r, ferrum_otel.NoopTracker)
+    with contextlib.ExitStack() as stack:
+        assert isinstance(stack.enter_context(noop), ferrum_otel.NoopTracker)
+    for error in (ValueError("in the block"), KeyboardInterrupt(), GeneratorExit()):
+        with pytest.raises(type(error)), noop:
+            raise error
+        with pytest.raises(type(error)), contextlib.ExitStack() as stack:
+            stack.enter_context(noop)
+            raise error
+
+    async def run() -> None:
+        async with noop as a:
+            assert isinstance(a, ferrum_otel.NoopTracker)
+        async with contextlib.AsyncExitStack() as astack:
+            assert isinstance(await astack.enter_async_context(noop), ferrum_otel.NoopTracker)
+            assert isinstance(astack.enter_context(noop), ferrum_otel.NoopTracker)
+        with pytest.raises(RuntimeError):
+            async with contextlib.AsyncExitStack() as astack:
+                astack.enter_context(noop)
+                raise RuntimeError("in the block")
+
+    asyncio.run(run())
+
+
 def test_sdk_disabled_by_environment(monkeypatch):
     """OTEL_SDK_DISABLED=true: configure() sets nothing up and requests are no-ops."""
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")

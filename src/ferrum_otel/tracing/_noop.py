@@ -6,7 +6,9 @@ same warning), so code that runs quietly here runs quietly with an SDK too.
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
+from itertools import repeat
+from typing import TYPE_CHECKING, Any
 
 from .._log import refuse
 from ..schema import PhaseMetrics
@@ -98,12 +100,11 @@ class NoopTracker:
     def cancel(self) -> None:
         return None
 
-    def __enter__(self) -> NoopTracker:
-        return self
+    if TYPE_CHECKING:  # at run time, C callables (below): a with-block makes no Python call
 
-    # Named parameters, not *exc: a call with a fixed signature is specialized (~40 ns less).
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        pass
+        def __enter__(self) -> NoopTracker: ...
+
+        def __exit__(self, exc_type: object, exc: object, tb: object) -> None: ...
 
     async def __aenter__(self) -> NoopTracker:
         return self
@@ -116,3 +117,11 @@ class NoopTracker:
 
 
 NOOP = NoopTracker()
+
+# ``with request():`` with no SDK, without a Python call (~100 ns of a ~300 ns request).  A C
+# callable in a class's dict is no descriptor, so it is called as it is, by ``with`` (no
+# arguments) or by ``ExitStack`` (the tracker first): ``next(repeat(NOOP), ...)`` hands back the
+# shared tracker either way, and ``"".format`` takes whatever exit arguments come and returns
+# "", which is false, so an exception goes on.
+NoopTracker.__enter__ = partial(next, repeat(NOOP))  # type: ignore[method-assign]
+NoopTracker.__exit__ = "".format  # type: ignore[method-assign,assignment]
