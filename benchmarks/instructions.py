@@ -1,0 +1,90 @@
+"""Instructions per request, ferrum-otel's and the hand-written floor's (``overhead.py`` line 1),
+counted by callgrind: a figure the noise of shared cores cannot move.
+
+    python benchmarks/instructions.py            (needs valgrind; about two minutes)
+
+Each side runs in its own process under ``valgrind --tool=callgrind``, once with 0 and once
+with N requests after the same warm-up, so start-up cancels out.  Spans go through a simple
+processor (no export thread, whose wake-ups differ from run to run) to an exporter that
+drops them.  An instruction count is not time (it knows nothing of caches or allocation),
+so this backs ``overhead.py``'s ratio rather than replacing it.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REQUESTS = 200
+
+
+def child(side: str, n: int) -> None:
+    sys.path.insert(0, str(HERE))
+    import overhead
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    import ferrum_otel
+
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(overhead.DropExporter()))
+    mp = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    ferrum_otel.configure(tracer_provider=tp, meter_provider=mp, set_global=False)
+    floor = overhead.make_floor(tp.get_tracer("floor"), overhead.hand_instruments(mp.get_meter("floor")))
+    run = {"ours": overhead.ours, "floor": floor}[side]
+    for _ in range(20):  # caches filled, bytecode specialized
+        run()
+    gc.disable()
+    for _ in range(n):
+        run()
+
+
+def instructions(side: str, n: int) -> int:
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--child",
+            side,
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{out.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> int:
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: nothing to count (apt install valgrind)")
+        return 2
+    per_request = {
+        side: (instructions(side, REQUESTS) - instructions(side, 0)) / REQUESTS for side in ("ours", "floor")
+    }
+    ratio = per_request["ours"] / per_request["floor"]
+    print(
+        f"instructions per request, 3 phases and 128 tokens: ours {per_request['ours'] / 1e6:.2f} M, "
+        f"floor {per_request['floor'] / 1e6:.2f} M: {ratio:.3f}x (overhead.py's line 1 target, in time: 0.9x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]))
+    else:
+        raise SystemExit(main())
