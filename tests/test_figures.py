@@ -48,7 +48,7 @@ def test_gaps_are_the_pairwise_differences_whether_or_not_times_go_back(
 @TYPECODES
 @pytest.mark.parametrize("n", [0, 1, 2, 1023, 1024, 1025, 1026, 3000])
 @pytest.mark.parametrize("back_at", [None, 0, -1, "middle"])
-def test_gaps_at_every_length_around_the_precomputed_mask(typecode: str, n: int, back_at: int | str | None) -> None:
+def test_gaps_at_many_lengths(typecode: str, n: int, back_at: int | str | None) -> None:
     rng = random.Random(n)
     t, values = rng.randrange(2**60), []
     for _ in range(n):
@@ -61,9 +61,16 @@ def test_gaps_at_every_length_around_the_precomputed_mask(typecode: str, n: int,
 
 
 @TYPECODES
-def test_gaps_beyond_signed_range_are_still_exact(typecode: str) -> None:
-    """Gaps up to 2**63 - 1 are real gaps (no borrow); readings near the top of the clock too."""
-    values = [0, 2**63 - 1, 2**63 - 1, U64]
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0, 2**63 - 1, 2**63 - 1, U64],  # gaps of 2**63 and more, times up to the top of the range
+        [2**63 + 10, 5, 6],  # a drop of more than 2**63: its digit borrows without a top bit set
+        [U64, 0, U64, 0, 1],
+        [5, 5, 5, 4, 4, 4],
+    ],
+)
+def test_gaps_at_the_edges_of_the_range_are_exact(typecode: str, values: list[int]) -> None:
     assert gaps(array(typecode, values)) == pairwise(values)
 
 

@@ -146,28 +146,20 @@ def gaps(times: array[int]) -> list[int]:
     slots are the digits of one integer in base 2**64, so shifting it a digit down and taking
     it away leaves each gap in its own digit, none borrowing from the next (about 0.6x the
     cost of subtracting pair by pair).  Where a time does go back (tokens marked from two
-    threads at once) a digit borrows and gets its top bit set, which no real gap has (2**63 ns
-    is 292 years): then the gaps are taken pair by pair."""
+    threads at once) digits borrow, and each borrow adds 2**64 - 1 to the digits' sum: a sum
+    that is not the last time less the first says so, and the gaps are taken pair by pair."""
     n = len(times)
     if n >= 2 and _LITTLE_ENDIAN and times.itemsize == 8:
         whole = int.from_bytes(times.tobytes(), "little")
         diff = (whole >> 64) - (whole & ((1 << (64 * (n - 1))) - 1))
-        if diff >= 0 and not diff & (_TOP_BITS if n <= _TOP_BITS_LANES else _top_bits(n - 1)):
+        if diff >= 0:
             digits = array(times.typecode)
             digits.frombytes(diff.to_bytes(8 * (n - 1), "little"))
-            return digits.tolist()
+            between = digits.tolist()
+            if sum(between) == times[-1] - times[0]:
+                return between
     values = times.tolist()  # plain ints once: indexing an array boxes a new int per read
     return list(map(sub, islice(values, 1, None), values))  # C-level loops: ~3x a comprehension
-
-
-def _top_bits(lanes: int) -> int:
-    """The top bit of each of ``lanes`` 64-bit digits."""
-    return int.from_bytes(b"\0\0\0\0\0\0\0\x80" * lanes, "little")
-
-
-# Made once for the usual request (a longer one makes its own, off the caller's thread).
-_TOP_BITS_LANES = 1024
-_TOP_BITS = _top_bits(_TOP_BITS_LANES)
 
 
 def itl_stats(times: array[int], chunks: dict[int, int] | None) -> tuple[float, float, float, float, float]:
