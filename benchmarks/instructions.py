@@ -1,5 +1,7 @@
 """Instructions per request, ferrum-otel's and the hand-written floor's (``overhead.py`` line 1),
-counted by callgrind: a figure the noise of shared cores cannot move.
+counted by callgrind: a figure the noise of shared cores cannot move.  Then the inter-token
+gaps of 8, 128 and 1,024 token times, by ``gaps()`` (one big-integer subtraction) against
+subtracting pair by pair.
 
     python benchmarks/instructions.py            (needs valgrind; about two minutes)
 
@@ -24,6 +26,8 @@ REQUESTS = 200
 
 
 def child(side: str, n: int) -> None:
+    if side.startswith(("gaps-", "pairwise-")):
+        return gaps_child(side, n)
     sys.path.insert(0, str(HERE))
     import overhead
     from opentelemetry.sdk.metrics import MeterProvider
@@ -44,6 +48,31 @@ def child(side: str, n: int) -> None:
     gc.disable()
     for _ in range(n):
         run()
+
+
+def gaps_child(side: str, n: int) -> None:
+    import random
+    from array import array
+    from itertools import islice
+    from operator import sub
+
+    from ferrum_otel.tracing._figures import TIMES_TYPECODE, gaps
+
+    def pairwise(times: array[int]) -> list[int]:
+        values = times.tolist()
+        return list(map(sub, islice(values, 1, None), values))
+
+    how, count = side.split("-")
+    rng, t, times = random.Random(1), 10**13, array(TIMES_TYPECODE)
+    for _ in range(int(count)):
+        t += rng.randrange(100, 10**7)  # 0.1 us to 10 ms apart
+        times.append(t)
+    run = gaps if how == "gaps" else pairwise
+    for _ in range(20):
+        run(times)
+    gc.disable()
+    for _ in range(n):
+        run(times)
 
 
 def instructions(side: str, n: int) -> int:
@@ -80,6 +109,16 @@ def main() -> int:
         f"instructions per request, 3 phases and 128 tokens: ours {per_request['ours'] / 1e6:.2f} M, "
         f"floor {per_request['floor'] / 1e6:.2f} M: {ratio:.3f}x (overhead.py's line 1 target, in time: 0.9x)"
     )
+    for count in (8, 128, 1024):
+        calls = 2000 if count < 1024 else 200
+        ours, pairwise = (
+            (instructions(f"{how}-{count}", calls) - instructions(f"{how}-{count}", 0)) / calls
+            for how in ("gaps", "pairwise")
+        )
+        print(
+            f"gaps of {count:>5} token times: {ours:,.0f} instructions, "
+            f"pair by pair {pairwise:,.0f}: {ours / pairwise:.2f}x"
+        )
     return 0
 
 

@@ -16,6 +16,7 @@ from ferrum_otel.tracing._figures import TIMES_TYPECODE, gaps, itl_stats
 U64 = 2**64 - 1
 # The typecode token times use here, and the one used where "L" is 4 bytes (Windows).
 TYPECODES = pytest.mark.parametrize("typecode", sorted({TIMES_TYPECODE, "Q"}))
+LONG = 64  # times: enough for gaps() to take its one-subtraction path
 
 
 def pairwise(values: list[int]) -> list[int]:
@@ -43,10 +44,13 @@ def test_gaps_are_the_pairwise_differences_whether_or_not_times_go_back(
         t = min(max(t + step, 0), U64)
         values.append(t)
     assert gaps(array(typecode, values)) == pairwise(values)
+    # Long enough for the one-subtraction path (short ones go pair by pair).
+    longer = [start] * LONG + values
+    assert gaps(array(typecode, longer)) == pairwise(longer)
 
 
 @TYPECODES
-@pytest.mark.parametrize("n", [0, 1, 2, 1023, 1024, 1025, 1026, 3000])
+@pytest.mark.parametrize("n", [0, 1, 2, 47, 48, 49, 128, 1025, 3000])
 @pytest.mark.parametrize("back_at", [None, 0, -1, "middle"])
 def test_gaps_at_many_lengths(typecode: str, n: int, back_at: int | str | None) -> None:
     rng = random.Random(n)
@@ -71,7 +75,8 @@ def test_gaps_at_many_lengths(typecode: str, n: int, back_at: int | str | None) 
     ],
 )
 def test_gaps_at_the_edges_of_the_range_are_exact(typecode: str, values: list[int]) -> None:
-    assert gaps(array(typecode, values)) == pairwise(values)
+    for times in (values, values * LONG):
+        assert gaps(array(typecode, times)) == pairwise(times)
 
 
 @TYPECODES

@@ -58,6 +58,7 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 #: where "Q" goes through a generic byte conversion and "q" through PyArg_Parse (~40 and
 #: ~70 ns more a token).  Clock readings are never negative.
 TIMES_TYPECODE = "L" if array("L").itemsize == 8 else "Q"
+_BY_DIGITS_FROM = 48  # times; fewer are cheaper pair by pair
 _make_phase = tuple.__new__
 
 
@@ -144,12 +145,14 @@ def gaps(times: array[int]) -> list[int]:
 
     For times that never go back, one big-integer subtraction does them all: the array's
     slots are the digits of one integer in base 2**64, so shifting it a digit down and taking
-    it away leaves each gap in its own digit, none borrowing from the next (about 0.6x the
-    cost of subtracting pair by pair).  Where a time does go back (tokens marked from two
-    threads at once) digits borrow, and each borrow adds 2**64 - 1 to the digits' sum: a sum
-    that is not the last time less the first says so, and the gaps are taken pair by pair."""
+    it away leaves each gap in its own digit, none borrowing from the next (0.85x the
+    instructions of subtracting pair by pair at 128 times, 0.78x at 1,024; below ~40 times
+    pair by pair is cheaper: ``benchmarks/instructions.py``).  Where a time does go back
+    (tokens marked from two threads at once) digits borrow, and each borrow adds 2**64 - 1 to
+    the digits' sum: a sum that is not the last time less the first says so, and the gaps are
+    taken pair by pair."""
     n = len(times)
-    if n >= 2 and _LITTLE_ENDIAN and times.itemsize == 8:
+    if n >= _BY_DIGITS_FROM and _LITTLE_ENDIAN and times.itemsize == 8:
         whole = int.from_bytes(times.tobytes(), "little")
         diff = (whole >> 64) - (whole & ((1 << (64 * (n - 1))) - 1))
         if diff >= 0:
