@@ -3,7 +3,7 @@ counted by callgrind: a figure the noise of shared cores cannot move.  Then the 
 gaps of 8, 128 and 1,024 token times, by ``gaps()`` (one big-integer subtraction) against
 subtracting pair by pair.
 
-    python benchmarks/instructions.py            (needs valgrind; about two minutes)
+    python benchmarks/instructions.py            (needs valgrind; about five minutes)
 
 Each side runs in its own process under ``valgrind --tool=callgrind``, once with 0 and once
 with N requests after the same warm-up, so start-up cancels out.  Spans go through a simple
