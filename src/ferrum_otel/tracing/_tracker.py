@@ -79,7 +79,8 @@ def _complete(
     energy: float | None = None,
 ) -> None:
     """Emit a finished request, with what is computed last: its inter-token statistics (for
-    many tokens, off the caller's thread) and its energy (once the meter has settled it)."""
+    many tokens, off the caller's thread) and its energy (once the meter has settled it).
+    ``emission`` is ``emit()``'s arguments in its order: the runtime first, the outcome sixth."""
     outcome: Outcome = emission[5]
     if times is not None:
         outcome.itl_ms = itl_stats(times, chunks)
